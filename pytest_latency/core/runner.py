@@ -1,0 +1,321 @@
+"""The measurement loop: cold start, warm-up, then timed blocks with sequential looks.
+
+    >>> from pytest_latency.core import Spec, measure
+    >>> m = measure(sorted, ([3, 1, 2],), spec=Spec(p99_ms=5).resolved({}))
+    >>> m.verdict.passed
+    True
+
+Plan, per call of `measure`:
+
+1. The first call is timed on its own and kept apart as the cold start.
+2. Warm-up: a fixed count, or ``"auto"`` (windows until their medians settle; see `warmup`).
+3. Timed blocks, garbage collection off inside each block by default (young generations are
+   collected between blocks). After ``n1`` samples -- the fewest that could show every
+   percentile target met at the first look -- and at every doubling of ``n`` after that, the
+   samples are evaluated (`evaluate`). Sampling stops as soon as every target is decided (or
+   any target fails), or when ``max_samples`` / ``max_time_s`` is spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from statistics import median
+from typing import Any
+
+import numpy as np
+
+from .drivers import (
+    LATE_THRESHOLD_NS,
+    Block,
+    Call,
+    ClosedLoopDriver,
+    Driver,
+    OpenLoopDriver,
+    SerialDriver,
+)
+from .samples import LoadStats, Samples, WarmupStats
+from .spec import Spec
+from .stats import min_samples_for_quantile
+from .verdict import Decision, Verdict, evaluate, look_alpha
+from .warmup import WarmupPolicy, is_steady, next_window_size
+
+Clock = Callable[[], int]
+
+# Blocks last about this long, so the time budget is checked and GC runs at this granularity.
+BLOCK_TARGET_NS = 200_000_000
+# Open loops run longer blocks: the load pauses briefly between blocks.
+OPEN_BLOCK_TARGET_NS = 2_000_000_000
+DEFAULT_MIN_SAMPLES = 100  # floor of the first look unless min_samples says otherwise
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every look: enough for a progress line."""
+
+    n: int
+    look: int
+    verdict: Verdict
+    elapsed_s: float
+    time_left_s: float
+
+
+@dataclass(frozen=True)
+class Measurement:
+    samples: Samples
+    verdict: Verdict
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 -- objects with an async __call__
+    )
+
+
+def first_look_samples(spec: Spec) -> int:
+    """Samples before the first look: enough that zero exceedances could pass every target."""
+    confidence = spec.confidence if spec.confidence is not None else 0.95
+    alpha = look_alpha(confidence, 1)
+    needed = [min_samples_for_quantile(q, 1 - alpha) for q, _ in spec.percentile_targets]
+    floor = spec.min_samples if spec.min_samples is not None else DEFAULT_MIN_SAMPLES
+    n1 = max([*needed, floor])
+    if spec.max_samples is not None:
+        n1 = min(n1, spec.max_samples)
+    return n1
+
+
+def make_driver(call: Call, spec: Spec, clock: Clock) -> Driver:
+    if spec.rate_rps is not None:
+        return OpenLoopDriver(call, spec.rate_rps, spec.arrivals or "poisson", spec.seed, clock)
+    if spec.concurrency and spec.concurrency > 1:
+        return ClosedLoopDriver(call, spec.concurrency, clock)
+    return SerialDriver(call, clock)
+
+
+class _Collector:
+    """Accumulates blocks into the arrays `evaluate` needs."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+        self.n = 0
+        self.errors = 0
+        self.first_error: str | None = None
+        self.wall_ns = 0
+        self.lags: list[int] = []
+        self.not_issued = 0
+        self.scheduled_span_ns = 0
+        self.actual_span_ns = 0
+
+    def add(self, block: Block) -> None:
+        if block.latencies_ns:
+            arr = np.asarray(block.latencies_ns, dtype=np.int64)
+            self.chunks.append(arr)
+            self.n += len(arr)
+        self.errors += block.errors
+        if self.first_error is None:
+            self.first_error = block.first_error
+        self.wall_ns += block.wall_ns
+        self.lags.extend(block.start_lags_ns)
+        self.not_issued += block.not_issued
+        self.scheduled_span_ns += block.scheduled_span_ns
+        self.actual_span_ns += block.actual_span_ns
+
+    def latencies(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        out = self.chunks[0] if self.chunks else np.empty(0, dtype=np.int64)
+        return out
+
+    def load(self, driver: Driver, spec: Spec) -> LoadStats:
+        if driver.mode != "open":
+            return LoadStats(mode=driver.mode, concurrency=driver.concurrency)
+        lags = np.asarray(self.lags, dtype=np.int64)
+        achieved = None
+        if self.actual_span_ns > 0 and spec.rate_rps is not None:
+            # Rate the requests really started at, scaled against the schedule's own rate so
+            # that Poisson noise in a short schedule is not mistaken for falling behind.
+            achieved = spec.rate_rps * self.scheduled_span_ns / self.actual_span_ns
+        return LoadStats(
+            mode="open",
+            concurrency=driver.concurrency,
+            offered_rps=spec.rate_rps,
+            arrivals=spec.arrivals,
+            issued=len(lags),
+            late=int((lags > LATE_THRESHOLD_NS).sum()),
+            not_issued=self.not_issued,
+            late_threshold_ns=LATE_THRESHOLD_NS,
+            start_lag_p50_ns=int(np.percentile(lags, 50)) if len(lags) else None,
+            start_lag_p99_ns=int(np.percentile(lags, 99)) if len(lags) else None,
+            achieved_rps=achieved,
+        )
+
+
+def _warmup(driver: Driver, spec: Spec, deadline_ns: int, clock: Clock) -> WarmupStats:
+    start = clock()
+    if spec.warmup != "auto":
+        count = int(spec.warmup or 0)
+        errors = driver.run_block(count, deadline_ns).errors if count else 0
+        return WarmupStats("count", count, False, clock() - start, errors)
+    policy = WarmupPolicy()
+    max_time_s = spec.max_time_s or 30.0
+    bound_ns = start + int(max_time_s * policy.max_time_share * 1e9)
+    medians: list[float] = []
+    calls = 0
+    size = policy.min_window
+    if driver.mode == "open" and spec.rate_rps:
+        size = max(policy.min_window, int(spec.rate_rps * 0.1))
+    steady = False
+    errors = 0
+    while calls < policy.max_calls and clock() < min(bound_ns, deadline_ns):
+        block = driver.run_block(size, min(bound_ns, deadline_ns))
+        calls += len(block.latencies_ns) + block.errors
+        errors += block.errors
+        if not block.latencies_ns:
+            if block.errors == 0:
+                break
+            continue
+        medians.append(median(block.latencies_ns))
+        if is_steady(medians, policy):
+            steady = True
+            break
+        if driver.mode != "open":
+            size = next_window_size(medians[-1] / driver.concurrency, policy)
+    return WarmupStats("auto", calls, steady, clock() - start, errors)
+
+
+def measure(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    spec: Spec,
+    clock: Clock = time.perf_counter_ns,
+    loop: asyncio.AbstractEventLoop | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> Measurement:
+    """Measure `fn(*args, **kwargs)` under `spec` (already `Spec.resolved`) and decide it.
+
+    Async callables run on `loop` (one is created and closed here when none is given).
+    """
+    own_loop = None
+    if is_async_callable(fn) and loop is None:
+        loop = own_loop = asyncio.new_event_loop()
+    call = Call(fn, args, kwargs or {}, loop if is_async_callable(fn) else None)
+    driver = make_driver(call, spec, clock)
+    gc_was_enabled = gc.isenabled()
+    try:
+        return _measure(call, driver, spec, clock, progress)
+    finally:
+        driver.close()
+        if gc_was_enabled:
+            gc.enable()
+        if own_loop is not None:
+            own_loop.close()
+
+
+def _measure(
+    call: Call,
+    driver: Driver,
+    spec: Spec,
+    clock: Clock,
+    progress: Callable[[Progress], None] | None,
+) -> Measurement:
+    max_time_s = spec.max_time_s if spec.max_time_s is not None else 30.0
+    max_samples = spec.max_samples or 200_000
+    t_begin = clock()
+    deadline = t_begin + int(max_time_s * 1e9)
+    collected = _Collector()
+
+    cold = SerialDriver(call, clock).run_block(1, deadline)
+    cold_ns = cold.latencies_ns[0] if cold.latencies_ns else None
+    collected.errors += cold.errors
+    collected.first_error = cold.first_error
+
+    warm = _warmup(driver, spec, deadline, clock)
+
+    gc_off = spec.gc != "on"
+    if gc_off:
+        gc.collect()
+    per_call_ns = _per_call_estimate(driver, cold_ns, warm)
+    target_ns = OPEN_BLOCK_TARGET_NS if driver.mode == "open" else BLOCK_TARGET_NS
+    if driver.mode == "open" and spec.rate_rps:
+        block_cap = max(1, int(spec.rate_rps * target_ns / 1e9))
+    else:
+        block_cap = max(1, int(target_ns / per_call_ns)) if per_call_ns > 0 else 10_000
+
+    next_look = first_look_samples(spec)
+    look = 0
+    stopped_by = "decided"
+    verdict: Verdict | None = None
+    samples: Samples | None = None
+    while True:
+        want = min(next_look, max_samples) - collected.n
+        if want > 0 and clock() < deadline:
+            if gc_off:
+                gc.disable()
+            try:
+                block = driver.run_block(min(want, block_cap), deadline)
+            finally:
+                if gc_off:
+                    gc.enable()
+                    gc.collect(1)
+            collected.add(block)
+            produced = len(block.latencies_ns) + block.errors
+            errors_allowed = collected.errors <= spec.max_error_rate * (
+                collected.n + collected.errors
+            )
+            if (
+                collected.n < min(next_look, max_samples)
+                and produced
+                and errors_allowed  # too many errors: decide now, the verdict is FAIL
+                and clock() < deadline
+            ):
+                continue
+        look += 1
+        samples = Samples(
+            latencies_ns=collected.latencies(),
+            errors=collected.errors,
+            first_error=collected.first_error,
+            cold_start_ns=cold_ns,
+            wall_ns=collected.wall_ns,
+            looks=look,
+            warmup=warm,
+            load=collected.load(driver, spec),
+        )
+        verdict = evaluate(samples, spec, look)
+        if progress is not None:
+            now = clock()
+            progress(
+                Progress(
+                    collected.n,
+                    look,
+                    verdict,
+                    (now - t_begin) / 1e9,
+                    max(0.0, (deadline - now) / 1e9),
+                )
+            )
+        if verdict.decision is not Decision.INCONCLUSIVE:
+            break
+        if collected.n >= max_samples:
+            stopped_by = "max_samples"
+            break
+        if clock() >= deadline:
+            stopped_by = "max_time"
+            break
+        next_look = min(next_look * 2, max_samples)
+    assert samples is not None and verdict is not None
+    samples = replace(samples, stopped_by=stopped_by)
+    return Measurement(samples, verdict)
+
+
+def _per_call_estimate(driver: Driver, cold_ns: int | None, warm: WarmupStats) -> float:
+    """Rough ns per completed call (all workers together), for sizing blocks."""
+    if warm.calls and warm.duration_ns:
+        return warm.duration_ns / warm.calls
+    if cold_ns:
+        return cold_ns / max(1, driver.concurrency)
+    return 0.0

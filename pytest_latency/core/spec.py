@@ -1,0 +1,253 @@
+"""What a latency SLO asks for: targets, confidence and the measurement plan.
+
+`Spec` is the validated, frozen form of the keywords of ``@pytest.mark.slo(...)``. It is built
+once, at collection time, so a bad keyword fails before anything is measured::
+
+    >>> spec = Spec.from_kwargs(p99_ms=10, p50_ms=4)
+    >>> spec.percentile_targets
+    ((0.5, 4.0), (0.99, 10.0))
+
+Every validation error is a `SpecError` (a `ValueError`) that names the keyword, the bad value
+and what would be valid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+# Percentile keywords and the quantile each one targets, in increasing order.
+PERCENTILE_KEYS: dict[str, float] = {
+    "p50_ms": 0.50,
+    "p90_ms": 0.90,
+    "p95_ms": 0.95,
+    "p99_ms": 0.99,
+    "p999_ms": 0.999,
+}
+TARGET_KEYS = (*PERCENTILE_KEYS, "max_ms", "cold_start_ms", "min_rps")
+
+Arrivals = Literal["poisson", "constant"]
+GcMode = Literal["off", "on"]
+
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_MAX_TIME_S = 30.0
+DEFAULT_MAX_SAMPLES = 200_000
+
+
+class SpecError(ValueError):
+    """A marker keyword or `Spec` field has a value that cannot be measured or decided."""
+
+
+def _metric_label(key: str) -> str:
+    return key.removesuffix("_ms")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A latency SLO and how to measure it.
+
+    Targets (at least one): ``p50_ms .. p999_ms`` (percentiles decided with confidence bounds),
+    ``max_ms`` (the sample maximum), ``cold_start_ms`` (the first call), ``min_rps``
+    (throughput), ``max_error_rate`` (fraction of calls that may raise; default 0).
+
+    Plan: ``confidence`` (0..1, default 0.95), ``warmup`` (a count or ``"auto"``),
+    ``min_samples`` / ``max_samples`` / ``max_time_s`` (the sampling budget), ``concurrency``
+    (closed loop, default 1) or ``rate_rps`` (open loop) with ``arrivals``
+    (``"poisson"`` or ``"constant"``), ``gc`` (``"off"`` inside timed blocks, or ``"on"``).
+    ``None`` for a plan field means "use the session default" (see `Spec.resolved`).
+    """
+
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    max_ms: float | None = None
+    cold_start_ms: float | None = None
+    min_rps: float | None = None
+    max_error_rate: float = 0.0
+    confidence: float | None = None
+    warmup: int | Literal["auto"] | None = None
+    min_samples: int | None = None
+    max_samples: int | None = None
+    max_time_s: float | None = None
+    concurrency: int | None = None
+    rate_rps: float | None = None
+    arrivals: Arrivals | None = None
+    gc: GcMode | None = None
+    seed: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Spec:
+        """Build from marker keywords, rejecting unknown ones with the list of valid ones."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise SpecError(
+                f"unknown keyword{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(k) for k in unknown)}; valid: {', '.join(sorted(valid))}"
+            )
+        return cls(**kwargs)
+
+    def merged(self, overrides: Mapping[str, Any] | Spec | None) -> Spec:
+        """This spec with the non-default fields of `overrides` replacing its own."""
+        if overrides is None:
+            return self
+        if isinstance(overrides, Spec):
+            overrides = overrides.explicit()
+        valid = {f.name for f in fields(Spec)}
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise SpecError(f"unknown keyword(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        return replace(self, **dict(overrides))
+
+    def explicit(self) -> dict[str, Any]:
+        """The fields that differ from their defaults (what a user actually wrote)."""
+        default = _DEFAULT_FIELDS
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != default[f.name]
+        }
+
+    def resolved(self, defaults: Mapping[str, Any]) -> Spec:
+        """Fill every ``None`` plan field from `defaults` (session settings), then built-ins."""
+        builtin: dict[str, Any] = {
+            "confidence": DEFAULT_CONFIDENCE,
+            "warmup": "auto",
+            "max_samples": DEFAULT_MAX_SAMPLES,
+            "max_time_s": DEFAULT_MAX_TIME_S,
+            "gc": "off",
+        }
+        if self.rate_rps is not None:
+            builtin["arrivals"] = "poisson"
+        changes: dict[str, Any] = {}
+        for name, value in builtin.items():
+            if getattr(self, name) is None:
+                changes[name] = defaults.get(name) if defaults.get(name) is not None else value
+        if self.concurrency is None and self.rate_rps is None:
+            changes["concurrency"] = 1
+        return replace(self, **changes)
+
+    # -- derived views ------------------------------------------------------------------
+
+    @property
+    def percentile_targets(self) -> tuple[tuple[float, float], ...]:
+        """``(quantile, target_ms)`` pairs in increasing quantile order."""
+        return tuple(
+            (q, float(getattr(self, key)))
+            for key, q in PERCENTILE_KEYS.items()
+            if getattr(self, key) is not None
+        )
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate_rps is not None
+
+    def describe(self) -> str:
+        """Short human form of the targets, e.g. ``p50<=4ms p99<=10ms``."""
+        parts = []
+        for key in PERCENTILE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                parts.append(f"{_metric_label(key)}<={value:g}ms")
+        if self.max_ms is not None:
+            parts.append(f"max<={self.max_ms:g}ms")
+        if self.cold_start_ms is not None:
+            parts.append(f"cold_start<={self.cold_start_ms:g}ms")
+        if self.min_rps is not None:
+            parts.append(f"rps>={self.min_rps:g}")
+        return " ".join(parts)
+
+
+_DEFAULT_FIELDS: dict[str, Any] = {f.name: f.default for f in fields(Spec)}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive(spec: Spec, name: str, *, integer: bool = False) -> None:
+    value = getattr(spec, name)
+    if value is None:
+        return
+    kind = "a positive integer" if integer else "a positive number"
+    ok = isinstance(value, int) and not isinstance(value, bool) if integer else _is_number(value)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise SpecError(f"{name}={value!r} is not valid; expected {kind}")
+
+
+def _validate(spec: Spec) -> None:
+    for key in TARGET_KEYS:
+        _positive(spec, key)
+    for key in ("max_samples", "min_samples"):
+        _positive(spec, key, integer=True)
+    _positive(spec, "concurrency", integer=True)
+    _positive(spec, "max_time_s")
+    _positive(spec, "rate_rps")
+
+    if not any(getattr(spec, key) is not None for key in TARGET_KEYS) and spec.max_error_rate == 0:
+        raise SpecError(
+            "no target given; set at least one of "
+            + ", ".join(TARGET_KEYS)
+            + " (e.g. @pytest.mark.slo(p99_ms=10))"
+        )
+    rate = spec.max_error_rate
+    if not _is_number(rate) or not 0 <= rate < 1:
+        raise SpecError(f"max_error_rate={rate!r} is not valid; expected a number in [0, 1)")
+    conf = spec.confidence
+    if conf is not None and (not _is_number(conf) or not 0 < conf < 1):
+        raise SpecError(
+            f"confidence={conf!r} is not valid; expected a number strictly between 0 and 1 "
+            "(e.g. 0.95)"
+        )
+    warm = spec.warmup
+    if (
+        warm is not None
+        and warm != "auto"
+        and (not isinstance(warm, int) or isinstance(warm, bool) or warm < 0)
+    ):
+        raise SpecError(f"warmup={warm!r} is not valid; expected a count >= 0 or 'auto'")
+    if spec.arrivals is not None and spec.arrivals not in ("poisson", "constant"):
+        raise SpecError(
+            f"arrivals={spec.arrivals!r} is not valid; expected 'poisson' or 'constant'"
+        )
+    if spec.gc is not None and spec.gc not in ("off", "on"):
+        raise SpecError(f"gc={spec.gc!r} is not valid; expected 'off' or 'on'")
+    if spec.rate_rps is not None and spec.concurrency is not None:
+        raise SpecError(
+            f"rate_rps={spec.rate_rps!r} with concurrency={spec.concurrency!r}: choose one; "
+            "rate_rps is an open loop (requests arrive on a schedule), concurrency a closed "
+            "loop (N workers each waiting for its reply)"
+        )
+    if spec.arrivals is not None and spec.rate_rps is None:
+        raise SpecError(f"arrivals={spec.arrivals!r} needs rate_rps (it shapes an open loop)")
+    if (
+        spec.min_samples is not None
+        and spec.max_samples is not None
+        and spec.min_samples > spec.max_samples
+    ):
+        raise SpecError(f"min_samples={spec.min_samples} exceeds max_samples={spec.max_samples}")
+    if spec.seed is not None and (not isinstance(spec.seed, int) or isinstance(spec.seed, bool)):
+        raise SpecError(f"seed={spec.seed!r} is not valid; expected an integer")
+
+    # Percentile targets must not decrease with the quantile: p50 <= p90 <= ... <= max.
+    ordered = [
+        (key, getattr(spec, key))
+        for key in (*PERCENTILE_KEYS, "max_ms")
+        if getattr(spec, key) is not None
+    ]
+    for (lo_key, lo), (hi_key, hi) in itertools.pairwise(ordered):
+        if lo > hi:
+            raise SpecError(
+                f"percentiles out of order: {lo_key}={lo:g} > {hi_key}={hi:g}; a higher "
+                "percentile can never be lower, so targets must not decrease"
+            )

@@ -1,0 +1,307 @@
+"""Deciding an SLO from samples: a pure function, ``evaluate(samples, spec, look) -> Verdict``.
+
+Each percentile target gets three possible answers: PASS when the upper confidence bound is at
+or under the target, FAIL when the lower bound is over it, INCONCLUSIVE otherwise.
+
+Sequential looks. The runner evaluates after each block of samples and stops once every target
+is decided. Looking repeatedly and stopping at the first decision would inflate the error rate,
+so the error budget ``1 - confidence`` is *spent* over the looks: look ``i`` (1-based) uses
+one-sided bounds at ``alpha_i = (1 - confidence) * 6 / (pi**2 * i**2)``; the ``alpha_i`` sum to
+``1 - confidence``, so over all looks P(wrong PASS) and P(wrong FAIL) each stay within
+``1 - confidence`` per target. (Only one of the two errors is possible for a given truth.)
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from .samples import Samples
+from .spec import PERCENTILE_KEYS, Spec
+from .stats import quantile, quantile_bounds, samples_to_decide
+
+NS_PER_MS = 1_000_000
+
+
+class Decision(enum.Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def look_alpha(confidence: float, look: int) -> float:
+    """One-sided error spent at sequential look `look` (1-based); sums to ``1 - confidence``."""
+    if look < 1:
+        raise ValueError(f"look={look!r} must be >= 1")
+    return (1 - confidence) * 6 / (math.pi**2 * look**2)
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One row of the verdict table.
+
+    ``observed`` is the point estimate (ms for latencies, rps for throughput, a fraction for the
+    error rate). ``lower``/``upper`` are one-sided confidence bounds in the same unit, ``None``
+    where there is no bound (too few samples, or a metric without one). ``margin`` is
+    ``(target - observed) / target`` for limits and ``(observed - target) / target`` for
+    ``min_rps``: negative means on the wrong side.
+    """
+
+    metric: str  # "p99", "max", "cold_start", "rps", "error_rate"
+    target: float
+    observed: float | None
+    lower: float | None
+    upper: float | None
+    n: int
+    decision: Decision
+    quantile: float | None = None
+    exceedances: int | None = None  # samples over the target
+    samples_to_decide: int | None = None  # INCONCLUSIVE: approx. total n that would decide
+    note: str = ""
+
+    @property
+    def unit(self) -> str:
+        return {"rps": "rps", "error_rate": ""}.get(self.metric, "ms")
+
+    @property
+    def margin(self) -> float | None:
+        if self.observed is None or self.target == 0:
+            return None if self.observed is None else -self.observed
+        if self.metric == "rps":
+            return (self.observed - self.target) / self.target
+        return (self.target - self.observed) / self.target
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision for a whole spec: FAIL if any target fails, else INCONCLUSIVE if any is
+    undecided, else PASS. ``problems`` are measurement failures (e.g. a load generator that
+    fell behind) that force FAIL whatever the numbers say."""
+
+    decision: Decision
+    targets: tuple[TargetResult, ...]
+    confidence: float
+    alpha: float  # one-sided error spent at the look that produced this verdict
+    look: int
+    problems: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.decision is Decision.PASS
+
+    @property
+    def failed(self) -> bool:
+        return self.decision is Decision.FAIL
+
+    @property
+    def binding(self) -> TargetResult | None:
+        """The target closest to being missed: lowest margin among the decisive rows."""
+        rows = [t for t in self.targets if t.margin is not None]
+        if not rows:
+            return None
+        order = {Decision.FAIL: 0, Decision.INCONCLUSIVE: 1, Decision.PASS: 2}
+        return min(rows, key=lambda t: (order[t.decision], t.margin))
+
+    def summary(self) -> str:
+        """One sentence: the decision and why."""
+        if self.problems:
+            return f"FAIL: {self.problems[0]}"
+        failed = [t for t in self.targets if t.decision is Decision.FAIL]
+        open_ = [t for t in self.targets if t.decision is Decision.INCONCLUSIVE]
+        pct = round(self.confidence * 100, 2)
+        if failed:
+            t = failed[0]
+            if t.metric == "error_rate":
+                return (
+                    f"FAIL: {t.note} (error rate {t.observed or 0:.1%}, allowed "
+                    f"{t.target:.1%}); the first traceback is below"
+                )
+            if t.quantile is not None and t.lower is not None:
+                return (
+                    f"FAIL: {t.metric} is over {t.target:g} {t.unit} with {pct:g}% confidence "
+                    f"(lower bound {t.lower:.3f} {t.unit}, estimate {t.observed:.3f} {t.unit}, "
+                    f"n={t.n})"
+                )
+            return f"FAIL: {t.metric} {_fmt(t.observed)} misses {t.target:g} {t.unit}. {t.note}"
+        if open_:
+            t = open_[0]
+            more = (
+                f"about {t.samples_to_decide:,} samples in all would decide it"
+                if t.samples_to_decide
+                else "the estimate sits on the target; more samples will not decide it"
+            )
+            return (
+                f"INCONCLUSIVE: {t.metric} {_fmt(t.observed)} {t.unit} vs {t.target:g} "
+                f"{t.unit}: bounds [{_fmt(t.lower)}, {_fmt(t.upper)}] straddle the target at "
+                f"{pct:g}% confidence with n={t.n}; {more}"
+            )
+        b = self.binding
+        tail = f" (binding: {b.metric}, margin {b.margin:+.0%})" if b and b.margin else ""
+        return f"PASS: all {len(self.targets)} target(s) met with {pct:g}% confidence{tail}"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ms(ns: int | None) -> float | None:
+    return None if ns is None else ns / NS_PER_MS
+
+
+def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
+    """Decide `spec` on `samples` at sequential look `look` (see the module docstring)."""
+    confidence = spec.confidence if spec.confidence is not None else 0.95
+    alpha = look_alpha(confidence, look)
+    rows: list[TargetResult] = []
+    n = samples.n
+    ordered = samples.sorted_ns() if n else None
+
+    for key, q in PERCENTILE_KEYS.items():
+        target_ms = getattr(spec, key)
+        if target_ms is None:
+            continue
+        metric = key.removesuffix("_ms")
+        if ordered is None:
+            rows.append(
+                TargetResult(
+                    metric,
+                    target_ms,
+                    None,
+                    None,
+                    None,
+                    0,
+                    Decision.INCONCLUSIVE,
+                    quantile=q,
+                    note="no samples",
+                )
+            )
+            continue
+        target_ns = round(target_ms * NS_PER_MS)
+        lo, hi = quantile_bounds(ordered, q, alpha)
+        if hi is not None and hi <= target_ns:
+            decision = Decision.PASS
+        elif lo is not None and lo > target_ns:
+            decision = Decision.FAIL
+        else:
+            decision = Decision.INCONCLUSIVE
+        over = int(n - ordered.searchsorted(target_ns, side="right"))
+        rows.append(
+            TargetResult(
+                metric,
+                target_ms,
+                _ms(quantile(ordered, q)),
+                _ms(lo),
+                _ms(hi),
+                n,
+                decision,
+                quantile=q,
+                exceedances=over,
+                samples_to_decide=(
+                    samples_to_decide(n, over, q, look_alpha(confidence, look + 1))
+                    if decision is Decision.INCONCLUSIVE
+                    else None
+                ),
+            )
+        )
+
+    if spec.max_ms is not None:
+        observed = _ms(int(ordered[-1])) if ordered is not None else None
+        ok = observed is not None and observed <= spec.max_ms
+        rows.append(
+            TargetResult(
+                "max",
+                spec.max_ms,
+                observed,
+                None,
+                None,
+                n,
+                Decision.PASS if ok else (Decision.FAIL if observed else Decision.INCONCLUSIVE),
+                note="sample maximum: more samples can only raise it",
+            )
+        )
+    if spec.cold_start_ms is not None:
+        cold = _ms(samples.cold_start_ns)
+        rows.append(
+            TargetResult(
+                "cold_start",
+                spec.cold_start_ms,
+                cold,
+                None,
+                None,
+                1 if cold is not None else 0,
+                Decision.INCONCLUSIVE
+                if cold is None
+                else Decision.PASS
+                if cold <= spec.cold_start_ms
+                else Decision.FAIL,
+                note="first call, measured once",
+            )
+        )
+    if spec.min_rps is not None:
+        rps = samples.throughput_rps
+        rows.append(
+            TargetResult(
+                "rps",
+                spec.min_rps,
+                rps,
+                None,
+                None,
+                n,
+                Decision.INCONCLUSIVE
+                if rps is None
+                else Decision.PASS
+                if rps >= spec.min_rps
+                else Decision.FAIL,
+                note="successful calls per second of timed wall time",
+            )
+        )
+    total = n + samples.errors
+    if samples.errors or spec.max_error_rate:
+        rate = samples.error_rate
+        ok = rate <= spec.max_error_rate
+        rows.append(
+            TargetResult(
+                "error_rate",
+                spec.max_error_rate,
+                rate,
+                None,
+                None,
+                total,
+                Decision.PASS if ok else Decision.FAIL,
+                note=f"{samples.errors} of {total} calls raised",
+            )
+        )
+
+    problems = _load_problems(samples)
+    decisions = {r.decision for r in rows}
+    if problems or Decision.FAIL in decisions:
+        decision = Decision.FAIL
+    elif Decision.INCONCLUSIVE in decisions:
+        decision = Decision.INCONCLUSIVE
+    else:
+        decision = Decision.PASS
+    return Verdict(decision, tuple(rows), confidence, alpha, look, problems)
+
+
+# An open-loop generator that starts requests at less than this share of the offered rate is
+# measuring a lighter load than asked for.
+MIN_ACHIEVED_SHARE = 0.9
+
+
+def _load_problems(samples: Samples) -> tuple[str, ...]:
+    load = samples.load
+    if load.mode != "open" or not load.offered_rps or load.achieved_rps is None:
+        return ()
+    if load.achieved_rps < MIN_ACHIEVED_SHARE * load.offered_rps:
+        return (
+            f"the load generator fell behind: offered {load.offered_rps:g} rps, started "
+            f"{load.achieved_rps:.1f} rps ({load.late} of {load.issued} requests started late, "
+            f"{load.not_issued} never issued); the system saw a lighter load than the SLO "
+            "names. Lower rate_rps, make the callable cheaper to issue (async), or run the "
+            "generator on an idle machine",
+        )
+    return ()

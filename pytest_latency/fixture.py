@@ -1,0 +1,142 @@
+"""The ``latency`` fixture object: measure a callable, record the result, enforce the verdict.
+
+    @pytest.mark.slo(p99_ms=10, p50_ms=4)
+    def test_predict_is_fast(latency, model):
+        result = latency(model.predict, "a fine film")   # measures, then asserts the SLO
+        assert result.verdict.passed
+
+Without a marker, pass the SLO: ``latency(fn, slo=Spec(p99_ms=10))`` or ``slo={"p99_ms": 10}``;
+with one, ``slo=`` overrides the marker's keywords for this call. ``name=`` labels the result
+when a test measures several callables. Every other argument goes to `fn`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .core.result import Result
+from .core.runner import Progress, is_async_callable, measure
+from .core.spec import Spec, SpecError
+from .core.verdict import Decision
+from .report.table import failure_message
+from .settings import Settings
+
+
+class PytestLatencyWarning(UserWarning):
+    """An SLO that was not decided, under ``--latency-inconclusive=warn``."""
+
+
+class LatencyFixture:
+    """Callable returned by the ``latency`` fixture. Side effects come in as callables."""
+
+    def __init__(
+        self,
+        *,
+        marker_spec: Spec | None,
+        settings: Settings,
+        nodeid: str,
+        record: Callable[[Result], None],
+        fail: Callable[[str], Any],
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.marker_spec = marker_spec
+        self.settings = settings
+        self.nodeid = nodeid
+        self._record = record
+        self._fail = fail
+        self._progress = progress
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.results: list[Result] = []
+
+    def spec_for(self, slo: Spec | Mapping[str, Any] | None) -> Spec:
+        """The effective spec: the marker's, with `slo` overriding; resolved to defaults."""
+        if self.marker_spec is None and slo is None:
+            raise SpecError(
+                f"{self.nodeid}: no SLO to measure against; mark the test "
+                "@pytest.mark.slo(p99_ms=...) or call latency(fn, slo=Spec(p99_ms=...))"
+            )
+        if isinstance(slo, Spec):
+            base = slo if self.marker_spec is None else self.marker_spec.merged(slo)
+        elif slo is not None:
+            base = (
+                Spec.from_kwargs(**slo)
+                if self.marker_spec is None
+                else self.marker_spec.merged(slo)
+            )
+        else:
+            assert self.marker_spec is not None
+            base = self.marker_spec
+        spec = base.resolved(self.settings.spec_defaults())
+        if spec.seed is None and spec.rate_rps is not None:
+            # Reproducible per test: the session seed (printed in the header) and the test id.
+            spec = spec.merged({"seed": self.settings.seed ^ zlib.crc32(self.nodeid.encode())})
+        return spec
+
+    def __call__(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        slo: Spec | Mapping[str, Any] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Result:
+        if not callable(fn):
+            raise TypeError(f"latency() needs a callable first, got {fn!r}")
+        spec = self.spec_for(slo)
+        label = name or getattr(fn, "__qualname__", None) or type(fn).__name__
+        loop = self._event_loop() if is_async_callable(fn) else None
+        measurement = measure(fn, args, kwargs, spec=spec, loop=loop, progress=self._progress)
+        result = Result(
+            label,
+            spec,
+            measurement.samples,
+            measurement.verdict,
+            self.nodeid,
+            named=name is not None,
+        )
+        self.results.append(result)
+        self._record(result)
+        self._enforce(result)
+        return result
+
+    def _enforce(self, result: Result) -> None:
+        decision = result.verdict.decision
+        if decision is Decision.PASS:
+            return
+        message = failure_message(result.to_dict(include_samples=False))
+        if decision is Decision.FAIL:
+            self._fail(message)
+        elif self.settings.inconclusive == "fail":
+            self._fail(message + "\n\n(--latency-inconclusive=fail; 'warn' or 'pass' relax it)")
+        elif self.settings.inconclusive == "warn":
+            warnings.warn(PytestLatencyWarning(message), stacklevel=3)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The fixture's own loop: async callables (and their tasks) run on it."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+            self._loop = None
+
+
+def user_properties(result: Result) -> list[tuple[str, str]]:
+    """Flat, JUnit-friendly properties, plus the whole result (without samples) as JSON."""
+    prefix = f"latency[{result.name}]" if result.named else "latency"
+    props = [(f"{prefix}.decision", result.verdict.decision.value), (f"{prefix}.n", str(result.n))]
+    for key, value in result.percentiles_ms.items():
+        if key in ("p50", "p99", "max"):
+            props.append((f"{prefix}.{key}_ms", f"{value:.6g}"))
+    for t in result.verdict.targets:
+        props.append((f"{prefix}.{t.metric}.verdict", t.decision.value))
+    props.append((f"{prefix}.json", json.dumps(result.to_dict(include_samples=False))))
+    return props

@@ -1,0 +1,178 @@
+"""Session settings: command-line option (default ``None``) -> ini value -> built-in default,
+resolved once in ``pytest_configure`` into a frozen `Settings` kept in ``config.stash``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .core.spec import DEFAULT_CONFIDENCE, DEFAULT_MAX_TIME_S
+
+INCONCLUSIVE_POLICIES = ("fail", "warn", "pass")
+
+# (option dest, ini name, help, parser)
+OPTIONS: list[tuple[str, str, str]] = [
+    (
+        "latency_confidence",
+        "--latency-confidence",
+        f"default confidence for SLO decisions, in (0, 1) (default {DEFAULT_CONFIDENCE})",
+    ),
+    (
+        "latency_warmup",
+        "--latency-warmup",
+        "default warm-up: a call count or 'auto' (steady-state detection; default auto)",
+    ),
+    (
+        "latency_max_time_s",
+        "--latency-max-time",
+        f"default time budget per measurement in seconds (default {DEFAULT_MAX_TIME_S:g})",
+    ),
+    (
+        "latency_gc",
+        "--latency-gc",
+        "garbage collection inside timed blocks: 'off' (default) or 'on'",
+    ),
+    (
+        "latency_seed",
+        "--latency-seed",
+        "seed for Poisson arrival schedules (default: random, printed in the header)",
+    ),
+    (
+        "latency_inconclusive",
+        "--latency-inconclusive",
+        "what an INCONCLUSIVE verdict does to its test: fail (default), warn, pass",
+    ),
+    (
+        "latency_json",
+        "--latency-json",
+        "write every latency result, with raw samples and an environment fingerprint, to PATH",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    confidence: float
+    warmup: int | str
+    max_time_s: float
+    gc: str
+    seed: int
+    inconclusive: str
+    json_path: str | None
+
+    def spec_defaults(self) -> dict[str, Any]:
+        """Defaults `Spec.resolved` uses for fields a marker leaves unset."""
+        return {
+            "confidence": self.confidence,
+            "warmup": self.warmup,
+            "max_time_s": self.max_time_s,
+            "gc": self.gc,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "confidence": self.confidence,
+            "warmup": self.warmup,
+            "max_time_s": self.max_time_s,
+            "gc": self.gc,
+            "seed": self.seed,
+            "inconclusive": self.inconclusive,
+        }
+
+    def header(self) -> str:
+        clock = time.get_clock_info("perf_counter")
+        return (
+            f"latency: confidence={self.confidence:g} (per target, spent over sequential looks), "
+            f"warmup={self.warmup}, gc={self.gc} in timed blocks, "
+            f"inconclusive={self.inconclusive}, max_time_s={self.max_time_s:g}, "
+            f"seed={self.seed}, timer=perf_counter_ns (resolution {clock.resolution:g} s"
+            f"{', monotonic' if clock.monotonic else ''})"
+        )
+
+
+def _get(config: pytest.Config, dest: str) -> Any:
+    value = config.getoption(dest, None)
+    if value is None:
+        value = config.getini(dest) or None
+    return value
+
+
+def _convert(name: str, raw: Any, convert: Callable[[Any], Any], valid: str) -> Any:
+    try:
+        return convert(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{raw!r} is not a valid {name}. Valid: {valid}") from None
+
+
+def _confidence(raw: Any) -> float:
+    value = float(raw)
+    if not 0 < value < 1:
+        raise ValueError
+    return value
+
+
+def _warmup(raw: Any) -> int | str:
+    if str(raw).strip().lower() == "auto":
+        return "auto"
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _positive(raw: Any) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(raw: Any) -> str:
+        value = str(raw).strip().lower()
+        if value not in options:
+            raise ValueError
+        return value
+
+    return convert
+
+
+def resolve(config: pytest.Config, default_seed: int) -> Settings:
+    """Read options and ini values once, with a `pytest.UsageError` for any bad value."""
+
+    def pick(dest: str, convert: Callable[[Any], Any], valid: str, default: Any) -> Any:
+        raw = _get(config, dest)
+        if raw is None:
+            return default
+        flag = (
+            dest.replace("latency_", "--latency-")
+            .replace("_", "-")
+            .replace("-max-time-s", "-max-time")
+        )
+        return _convert(f"{flag} / ini {dest}", raw, convert, valid)
+
+    return Settings(
+        confidence=pick(
+            "latency_confidence",
+            _confidence,
+            "a number strictly between 0 and 1, e.g. 0.95",
+            DEFAULT_CONFIDENCE,
+        ),
+        warmup=pick("latency_warmup", _warmup, "a count >= 0 or 'auto'", "auto"),
+        max_time_s=pick(
+            "latency_max_time_s", _positive, "seconds > 0, e.g. 30", DEFAULT_MAX_TIME_S
+        ),
+        gc=pick("latency_gc", _choice(("off", "on")), "off, on", "off"),
+        seed=pick("latency_seed", int, "an integer", default_seed),
+        inconclusive=pick(
+            "latency_inconclusive",
+            _choice(INCONCLUSIVE_POLICIES),
+            ", ".join(INCONCLUSIVE_POLICIES),
+            "fail",
+        ),
+        json_path=_get(config, "latency_json"),
+    )
