@@ -169,7 +169,8 @@ def _binding_text(t: Row | None) -> str:
         return "-"
     op = ">=" if t["metric"] == "rps" else "<="
     unit = t["unit"] or ""
-    return f"{t['metric']}{op}{_num(t['target'], unit)}{unit}"
+    target = f"{t['target']:.2%}" if t["metric"] == "error_rate" else f"{t['target']:g}"
+    return f"{t['metric']}{op}{target}{unit}"
 
 
 def legend(confidence: float | None = None) -> list[str]:
