@@ -1,7 +1,7 @@
 """``pytest-latency``: re-render saved runs. Reads JSON reports only; runs no tests.
 
-    pytest-latency show results.json        # the summary table, as pytest printed it
-    pytest-latency show results.json -v     # plus every target's table and the environment
+pytest-latency show results.json        # the summary table, as pytest printed it
+pytest-latency show results.json -v     # plus every target's table and the environment
 """
 
 from __future__ import annotations
@@ -53,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = sub.add_parser("show", help="print the verdict table of a saved run")
     show.add_argument("path", help="a file written by pytest --latency-json=PATH")
     show.add_argument("-v", "--verbose", action="store_true", help="every target and the env")
-    show.add_argument("--strict", action="store_true",
-                      help="exit 1 when any result is not PASS")
+    show.add_argument("--strict", action="store_true", help="exit 1 when any result is not PASS")
     show.set_defaults(func=_show)
     args = parser.parse_args(argv)
     try:

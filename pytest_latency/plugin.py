@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 
+from .core.accuracy import AccuracySpec
 from .core.spec import Spec, SpecError
 from .settings import OPTIONS, Settings, resolve
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SPEC_KEY = pytest.StashKey[Spec]()
+ACCURACY_KEY = pytest.StashKey[AccuracySpec]()
 RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 REPORT_ATTR = "latency_results"  # on TestReport.__dict__: survives xdist serialisation
 
@@ -27,6 +29,15 @@ SLO_MARKER = (
     "arrivals='poisson', gc='off'): a latency SLO that the `latency` fixture measures and "
     "enforces with stated confidence. Example: "
     "@pytest.mark.slo(p99_ms=10, p50_ms=4) def test_fast(latency): latency(fn)"
+)
+
+
+ACCURACY_MARKER = (
+    "accuracy(max_drop=0.01, min_agreement=None, confidence=0.95): the `accuracy_gate` "
+    "fixture checks that a candidate model loses at most max_drop accuracy (a share) against "
+    "a reference on the same examples, with stated confidence. Example: "
+    "@pytest.mark.accuracy(max_drop=0.01) def test_int8(accuracy_gate): "
+    "accuracy_gate(int8, fp32, texts, labels)"
 )
 
 
@@ -41,6 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", SLO_MARKER)
+    config.addinivalue_line("markers", ACCURACY_MARKER)
     config.addinivalue_line(
         "markers", "gpu: needs a CUDA GPU (onnxruntime-gpu / TensorRT); skipped without one"
     )
@@ -78,23 +90,43 @@ def marker_spec(item: pytest.Item) -> Spec | None:
     return Spec.from_kwargs(**merged)
 
 
+def accuracy_spec(item: pytest.Item) -> AccuracySpec | None:
+    """Merge every ``accuracy`` marker on the item (nearer wins)."""
+    markers = list(item.iter_markers("accuracy"))
+    if not markers:
+        return None
+    merged: dict[str, Any] = {}
+    for mark in reversed(markers):
+        if mark.args:
+            raise SpecError(f"positional arguments {mark.args!r} are not accepted; use "
+                            "keywords, e.g. @pytest.mark.accuracy(max_drop=0.01)")
+        merged.update(mark.kwargs)
+    return AccuracySpec.from_kwargs(**merged)
+
+
+def _collection_error(item: pytest.Item, message: str) -> BaseException:
+    return pytest.fail.Exception(f"{item.nodeid}: {message}", pytrace=False)
+
+
 def _validate(item: pytest.Item) -> None:
-    try:
-        spec = marker_spec(item)
-    except SpecError as exc:
-        raise pytest.fail.Exception(
-            f"{item.nodeid}: invalid @pytest.mark.slo: {exc}", pytrace=False
-        ) from None
-    if spec is None:
-        return
     fixtures = getattr(item, "fixturenames", ())
-    if "latency" not in fixtures:
-        raise pytest.fail.Exception(
-            f"{item.nodeid}: marked @pytest.mark.slo but does not use the `latency` fixture; "
-            "add it to the test's arguments and call latency(fn, ...)",
-            pytrace=False,
-        )
-    item.stash[SPEC_KEY] = spec
+    checks: tuple[tuple[str, Callable[[pytest.Item], Any], str, pytest.StashKey[Any]], ...] = (
+        ("slo", marker_spec, "latency", SPEC_KEY),
+        ("accuracy", accuracy_spec, "accuracy_gate", ACCURACY_KEY),
+    )
+    for marker, parse, fixture, key in checks:
+        try:
+            spec = parse(item)
+        except SpecError as exc:
+            raise _collection_error(item, f"invalid @pytest.mark.{marker}: {exc}") from None
+        if spec is None:
+            continue
+        if fixture not in fixtures:
+            raise _collection_error(
+                item, f"marked @pytest.mark.{marker} but does not use the `{fixture}` fixture; "
+                "add it to the test's arguments and call it",
+            )
+        item.stash[key] = spec
 
 
 @pytest.hookimpl(wrapper=True)
@@ -146,6 +178,44 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
         )
 
 
+@pytest.fixture
+def accuracy_gate(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Check that a candidate model keeps the reference's accuracy on the same examples.
+
+    ``accuracy_gate(candidate, reference, inputs, labels, spec=None, name="accuracy")`` where
+    candidate and reference map a list of inputs to a list of labels; see `AccuracyGate`.
+    """
+    import warnings
+
+    from .fixture import PytestLatencyWarning
+    from .gate import AccuracyGate
+
+    item = request.node
+    spec = item.stash.get(ACCURACY_KEY, None)
+    if spec is None and item.get_closest_marker("accuracy") is not None:
+        spec = accuracy_spec(item)
+    store = item.stash.setdefault(RESULTS_KEY, [])
+
+    def record(result: Any) -> None:
+        data = result.to_dict()
+        store.append(data)
+        item.user_properties.append((f"accuracy[{result.name}].decision", data["decision"]))
+        item.user_properties.append((f"accuracy[{result.name}].drop", f"{result.drop:.6g}"))
+
+    gate = AccuracyGate(
+        marker_spec=spec,
+        nodeid=item.nodeid,
+        inconclusive=request.config.stash[SETTINGS_KEY].inconclusive,
+        record=record,
+        fail=lambda message: pytest.fail(message, pytrace=False),
+        warn=lambda message: warnings.warn(PytestLatencyWarning(message), stacklevel=3),
+    )
+    yield gate
+    if spec is not None and not gate.results:
+        pytest.fail(f"{item.nodeid} is marked @pytest.mark.accuracy but never called "
+                    "accuracy_gate(...): its accuracy was not checked", pytrace=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -163,6 +233,7 @@ class LatencyReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.results: list[dict[str, Any]] = []
+        self.accuracy: list[dict[str, Any]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         results = report.__dict__.get(REPORT_ATTR)
@@ -174,13 +245,24 @@ class LatencyReporter:
             else ("xpassed" if hasattr(report, "wasxfail") else report.outcome)
         )
         for data in results:
-            self.results.append({**data, "outcome": outcome})
+            target = self.accuracy if data.get("kind") == "accuracy" else self.results
+            target.append({**data, "outcome": outcome})
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from .report.table import legend, summary_rows
+        from .report.table import accuracy_rows, legend, summary_rows
 
         verbosity = self.config.getoption("verbose")
-        if not self.results or verbosity <= -2:
+        if verbosity <= -2:
+            return
+        if self.accuracy:
+            shown = self.accuracy if verbosity >= 0 else [
+                r for r in self.accuracy if r["decision"] != "PASS"
+            ]
+            if shown:
+                terminalreporter.write_sep("=", f"accuracy: {len(self.accuracy)} gate(s)")
+                for line in accuracy_rows(shown):
+                    terminalreporter.write_line(line)
+        if not self.results:
             return
         rows = (
             self.results if verbosity >= 0 else [r for r in self.results if r["decision"] != "PASS"]
@@ -213,5 +295,6 @@ class LatencyReporter:
             return
         from .report.json_report import build_report, write_report
 
-        report = build_report(self.results, settings.as_dict(), cwd=self.config.rootpath)
+        report = build_report(self.results, settings.as_dict(), cwd=self.config.rootpath,
+                              accuracy=self.accuracy)
         write_report(settings.json_path, report)

@@ -22,6 +22,9 @@ from .spec import PERCENTILE_KEYS, Spec
 from .stats import quantile, quantile_bounds, samples_to_decide
 
 NS_PER_MS = 1_000_000
+SHARE_METRICS = frozenset({"error_rate", "accuracy", "reference_accuracy", "drop", "agreement"})
+INFO_METRICS = frozenset({"accuracy", "reference_accuracy"})
+HIGHER_IS_BETTER = frozenset({"rps", "agreement"})
 
 
 class Decision(enum.Enum):
@@ -65,13 +68,23 @@ class TargetResult:
 
     @property
     def unit(self) -> str:
-        return {"rps": "rps", "error_rate": ""}.get(self.metric, "ms")
+        """ "ms", "rps", or "" for shares (error rate, accuracies, drop, agreement)."""
+        if self.metric == "rps":
+            return "rps"
+        return "" if self.metric in SHARE_METRICS else "ms"
+
+    @property
+    def informational(self) -> bool:
+        """A row shown for context, without a target of its own."""
+        return self.metric in INFO_METRICS
 
     @property
     def margin(self) -> float | None:
-        if self.observed is None or self.target == 0:
-            return None if self.observed is None else -self.observed
-        if self.metric == "rps":
+        if self.observed is None or self.informational:
+            return None
+        if self.target == 0:
+            return -self.observed
+        if self.metric in HIGHER_IS_BETTER:
             return (self.observed - self.target) / self.target
         return (self.target - self.observed) / self.target
 
@@ -115,6 +128,15 @@ class Verdict:
         pct = round(self.confidence * 100, 2)
         if failed:
             t = failed[0]
+            if t.metric in ("drop", "agreement"):
+                over = t.metric == "drop"
+                side, which = ("over", "lower") if over else ("under", "upper")
+                bound = t.lower if over else t.upper
+                return (
+                    f"FAIL: accuracy {t.metric} {_share(t.observed)} is {side} "
+                    f"{_share(t.target)} with {pct:g}% confidence ({which} bound "
+                    f"{_share(bound)}, n={t.n}; {t.note or 'paired on the same examples'})"
+                )
             if t.metric == "error_rate":
                 return (
                     f"FAIL: {t.note} (error rate {t.observed or 0:.1%}, allowed "
@@ -127,6 +149,13 @@ class Verdict:
                     f"n={t.n})"
                 )
             return f"FAIL: {t.metric} {_fmt(t.observed)} misses {t.target:g} {t.unit}. {t.note}"
+        if open_ and open_[0].metric in SHARE_METRICS:
+            t = open_[0]
+            return (
+                f"INCONCLUSIVE: accuracy {t.metric} {_share(t.observed)} vs {_share(t.target)}: "
+                f"bounds [{_share(t.lower)}, {_share(t.upper)}] straddle the target at {pct:g}% "
+                f"confidence with n={t.n}; a larger evaluation set would narrow them"
+            )
         if open_:
             t = open_[0]
             more = (
@@ -141,7 +170,12 @@ class Verdict:
             )
         b = self.binding
         tail = f" (binding: {b.metric}, margin {b.margin:+.0%})" if b and b.margin else ""
-        return f"PASS: all {len(self.targets)} target(s) met with {pct:g}% confidence{tail}"
+        gated = [t for t in self.targets if not t.informational]
+        return f"PASS: all {len(gated)} target(s) met with {pct:g}% confidence{tail}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def _fmt(value: float | None) -> str:

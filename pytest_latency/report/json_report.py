@@ -16,12 +16,14 @@ def build_report(
     results: Sequence[Mapping[str, Any]],
     settings: Mapping[str, Any],
     cwd: str | os.PathLike[str] | None = None,
+    accuracy: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "settings": dict(settings),
         "environment": fingerprint(cwd),
         "results": list(results),
+        "accuracy": list(accuracy),
     }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..core.verdict import HIGHER_IS_BETTER, INFO_METRICS
+
 Row = Mapping[str, Any]
 
 
@@ -46,19 +48,14 @@ def target_table(result: Row) -> list[str]:
     rows = []
     for t in result["targets"]:
         unit = t["unit"]
-        op = ">=" if t["metric"] == "rps" else "<="
-        rows.append(
-            [
-                t["metric"],
-                f"{op} {_num(t['target'], unit)} {unit}".rstrip(),
-                _num(t["observed"], unit),
-                _num(t["lower"], unit),
-                _num(t["upper"], unit),
-                str(t["n"]),
-                _pct(t["margin"]),
-                t["decision"],
-            ]
-        )
+        op = ">=" if t["metric"] in HIGHER_IS_BETTER else "<="
+        info = t["metric"] in INFO_METRICS
+        target = "-" if info else f"{op} {_num(t['target'], unit)} {unit}".rstrip()
+        rows.append([
+            t["metric"], target, _num(t["observed"], unit), _num(t["lower"], unit),
+            _num(t["upper"], unit), str(t["n"]), _pct(t["margin"]),
+            "info" if info else t["decision"],
+        ])
     return render_columns(
         ["metric", "target", "estimate", "lower", "upper", "n", "margin", "verdict"], rows
     )
@@ -73,6 +70,17 @@ def failure_message(result: Row) -> str:
     lines = [result["summary"], ""]
     lines += target_table(result)
     lines.append("")
+    if result.get("kind") == "accuracy":
+        lines.append(
+            f"accuracies: two-sided {_conf(result)} Clopper-Pearson intervals; drop and "
+            f"agreement: one-sided {_conf(result)} bounds (drop: Newcombe's paired score "
+            "interval, the models saw the same examples)"
+        )
+        lines += [
+            f"{t['metric']}: {t['note']}" for t in result["targets"]
+            if t.get("note") and t["metric"] not in INFO_METRICS
+        ]
+        return "\n".join(lines)
     lines.append(
         f"bounds: one-sided, each {_conf(result)} over {result['looks']} sequential look(s) "
         f"(alpha spent at this look {result['alpha']:.2g}); n={result['n']} timed samples, "
@@ -164,10 +172,33 @@ def _binding(result: Row) -> Row | None:
     return best
 
 
+def accuracy_rows(results: Sequence[Row]) -> list[str]:
+    """One row per accuracy gate."""
+    rows = []
+    for r in results:
+        t = {row["metric"]: row for row in r["targets"]}
+        drop, agree = t["drop"], t.get("agreement")
+        rows.append([
+            r["nodeid"] if r.get("name") == "accuracy" else f"{r['nodeid']} ({r['name']})",
+            str(r["n"]),
+            _num(t["reference_accuracy"]["observed"], ""),
+            _num(t["accuracy"]["observed"], ""),
+            f"{_num(drop['observed'], '')} [{_num(drop['lower'], '')}, "
+            f"{_num(drop['upper'], '')}]",
+            _num(drop["target"], ""),
+            _num(agree["observed"], "") if agree else "-",
+            r["decision"],
+        ])
+    return render_columns(
+        ["test", "n", "ref acc", "acc", "drop [bounds]", "max drop", "agreement", "verdict"],
+        rows, [False, True, True, True, True, True, True, False],
+    )
+
+
 def _binding_text(t: Row | None) -> str:
     if t is None:
         return "-"
-    op = ">=" if t["metric"] == "rps" else "<="
+    op = ">=" if t["metric"] in HIGHER_IS_BETTER else "<="
     unit = t["unit"] or ""
     target = f"{t['target']:.2%}" if t["metric"] == "error_rate" else f"{t['target']:g}"
     return f"{t['metric']}{op}{target}{unit}"
