@@ -105,9 +105,21 @@ def pedantic(n: int) -> tuple[float, int] | None:
         out = Path(tmp, "result.txt")
         Path(tmp, "test_p.py").write_text(textwrap.dedent(PEDANTIC_TEST.format(n=n, out=str(out))))
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:latency",
-             "--benchmark-disable-gc", "test_p.py"],
-            cwd=tmp, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:latency",
+                "--benchmark-disable-gc",
+                "test_p.py",
+            ],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0 or not out.exists():
             print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
@@ -142,8 +154,10 @@ def main() -> None:
     call_ns = statistics.median(base)
     open_rows = [open_loop(min(n, int(args.rate * 3)), args.rate) for _ in range(args.repeats)]
 
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"calls per block {n:,}, repeats {args.repeats}, untimed fn() call {call_ns:.1f} ns")
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"calls per block {n:,}, repeats {args.repeats}, untimed fn() call {call_ns:.1f} ns"
+    )
     print(f"{'variant':40} {'overhead ns/call':>17} {'min sample ns':>14}")
     for name, got in rows.items():
         if not got:
@@ -153,10 +167,12 @@ def main() -> None:
         floor = statistics.median(g[1] for g in got)
         print(f"{name:40} {wall:17.1f} {floor:14.0f}")
     cpu = statistics.median(r[0] for r in open_rows)
-    print(f"{'pytest-latency open loop @ %g rps' % args.rate:40} {cpu:13.0f} CPU "
-          f"{statistics.median(r[1] for r in open_rows):14.0f}   start lag p50 "
-          f"{statistics.median(r[2] for r in open_rows) / 1e3:.0f} us, p99 "
-          f"{statistics.median(r[3] for r in open_rows) / 1e3:.0f} us")
+    print(
+        f"{f'pytest-latency open loop @ {args.rate:g} rps':40} {cpu:13.0f} CPU "
+        f"{statistics.median(r[1] for r in open_rows):14.0f}   start lag p50 "
+        f"{statistics.median(r[2] for r in open_rows) / 1e3:.0f} us, p99 "
+        f"{statistics.median(r[3] for r in open_rows) / 1e3:.0f} us"
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,7 @@ asyncio.run(main())
 @pytest.fixture(scope="session")
 def echo_port() -> Iterator[int]:
     """Port of an asyncio echo server on 127.0.0.1 (a free port the OS picked)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -23,11 +23,14 @@ def test_clopper_pearson_matches_the_beta_quantiles(k: int, n: int) -> None:
     assert hi == pytest.approx(1.0 if k == n else stats.beta.ppf(0.975, k + 1, n - k), abs=1e-9)
 
 
-@pytest.mark.parametrize("probs,drop", [
-    ((0.82, 0.02, 0.01, 0.15), 0.01),   # typical INT8 vs FP32: few discordant pairs
-    ((0.70, 0.06, 0.04, 0.20), 0.02),
-    ((0.84, 0.003, 0.003, 0.154), 0.0),
-])
+@pytest.mark.parametrize(
+    "probs,drop",
+    [
+        ((0.82, 0.02, 0.01, 0.15), 0.01),  # typical INT8 vs FP32: few discordant pairs
+        ((0.70, 0.06, 0.04, 0.20), 0.02),
+        ((0.84, 0.003, 0.003, 0.154), 0.0),
+    ],
+)
 def test_paired_drop_bounds_cover_the_true_drop_at_the_stated_level(
     probs: tuple[float, float, float, float], drop: float
 ) -> None:
@@ -46,7 +49,9 @@ def test_pairing_makes_the_drop_bounds_narrower_than_treating_the_samples_as_ind
     assert hi - lo < 0.02
 
 
-def _labels(rng: np.random.Generator, n: int, flip: float) -> tuple[list[int], list[int], list[int]]:
+def _labels(
+    rng: np.random.Generator, n: int, flip: float
+) -> tuple[list[int], list[int], list[int]]:
     truth = rng.integers(0, 2, n)
     ref = np.where(rng.random(n) < 0.85, truth, 1 - truth)
     cand = np.where(rng.random(n) < flip, 1 - ref, ref)
@@ -67,13 +72,16 @@ def test_mismatched_lengths_are_refused_with_the_counts() -> None:
         evaluate_accuracy([1, 0], [1, 0, 1], [1, 0, 1], max_drop=0.01)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"max_drop": 2}, "max_drop=2 is not valid"),
-    ({"max_drop": -0.1}, "max_drop=-0.1 is not valid"),
-    ({"min_agreement": 0}, "min_agreement=0 is not valid"),
-    ({"confidence": 1}, "confidence=1 is not valid"),
-    ({"max_dorp": 0.01}, "unknown keyword.*'max_dorp'.*valid: confidence, max_drop"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"max_drop": 2}, "max_drop=2 is not valid"),
+        ({"max_drop": -0.1}, "max_drop=-0.1 is not valid"),
+        ({"min_agreement": 0}, "min_agreement=0 is not valid"),
+        ({"confidence": 1}, "confidence=1 is not valid"),
+        ({"max_dorp": 0.01}, "unknown keyword.*'max_dorp'.*valid: confidence, max_drop"),
+    ],
+)
 def test_accuracy_marker_keywords_are_validated(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         AccuracySpec.from_kwargs(**kwargs)

@@ -21,8 +21,11 @@ def test_targets_are_listed_in_quantile_order() -> None:
         ({"p99_ms": 0}, r"p99_ms=0 is not valid"),
         ({"p99_ms": float("nan")}, r"p99_ms=nan is not valid"),
         ({"p99_ms": "10"}, r"p99_ms='10' is not valid"),
-        ({"p99_ms": 10, "confidence": 1}, r"confidence=1 is not valid; expected a number "
-                                          r"strictly between 0 and 1"),
+        (
+            {"p99_ms": 10, "confidence": 1},
+            r"confidence=1 is not valid; expected a number "
+            r"strictly between 0 and 1",
+        ),
         ({"p99_ms": 10, "confidence": 0}, r"confidence=0 is not valid"),
         ({"p99_ms": 10, "rate_rps": 100, "concurrency": 4}, r"rate_rps=100 with concurrency=4"),
         ({"p50_ms": 5, "p99_ms": 4}, r"percentiles out of order: p50_ms=5 > p99_ms=4"),
@@ -33,8 +36,11 @@ def test_targets_are_listed_in_quantile_order() -> None:
         ({"p99_ms": 1, "arrivals": "poisson"}, r"arrivals='poisson' needs rate_rps"),
         ({"p99_ms": 1, "rate_rps": 5, "arrivals": "bursty"}, r"arrivals='bursty' is not valid"),
         ({"p99_ms": 1, "gc": "maybe"}, r"gc='maybe' is not valid; expected 'off' or 'on'"),
-        ({"p99_ms": 1, "concurrency": 1.5}, r"concurrency=1.5 is not valid; expected a "
-                                            r"positive integer"),
+        (
+            {"p99_ms": 1, "concurrency": 1.5},
+            r"concurrency=1.5 is not valid; expected a "
+            r"positive integer",
+        ),
         ({"p99_ms": 1, "min_samples": 500, "max_samples": 100}, r"min_samples=500 exceeds"),
         ({"p99_ms": 1, "max_error_rate": 1.0}, r"max_error_rate=1.0 is not valid"),
     ],

@@ -61,7 +61,7 @@ def test_min_samples_reproduce_loadgen_early_stopping(
 def test_min_samples_rejects_impossible_arguments() -> None:
     with pytest.raises(ValueError, match="q=1"):
         min_samples_for_quantile(1, 0.95)
-    with pytest.raises(ValueError, match="confidence=1.5"):
+    with pytest.raises(ValueError, match=r"confidence=1\.5"):
         min_samples_for_quantile(0.99, 1.5)
     with pytest.raises(ValueError, match="exceedances=-1"):
         min_samples_for_quantile(0.99, 0.95, -1)

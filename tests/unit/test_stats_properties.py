@@ -36,7 +36,9 @@ def test_bounds_bracket_the_estimate(data: np.ndarray, q: float, alpha: float) -
 
 
 @given(st.integers(1, 20000), st.sampled_from([(0.5, 0.9), (0.9, 0.99), (0.99, 0.999)]), alphas)
-def test_ranks_are_monotone_in_the_quantile(n: int, pair: tuple[float, float], alpha: float) -> None:
+def test_ranks_are_monotone_in_the_quantile(
+    n: int, pair: tuple[float, float], alpha: float
+) -> None:
     q1, q2 = pair
     u1, u2 = upper_rank(n, q1, alpha), upper_rank(n, q2, alpha)
     if u2 is not None:
@@ -93,7 +95,9 @@ def _true_quantile(kind: str, q: float) -> float:
 
 @pytest.mark.parametrize("kind", ["normal", "lognormal", "bimodal"])
 @pytest.mark.parametrize("q,n", [(0.5, 200), (0.9, 500), (0.99, 1500)])
-def test_nominal_95_percent_interval_covers_at_least_93_percent(kind: str, q: float, n: int) -> None:
+def test_nominal_95_percent_interval_covers_at_least_93_percent(
+    kind: str, q: float, n: int
+) -> None:
     sims = 2000
     rng = np.random.default_rng(20261129)
     # Scale to integer nanoseconds like real samples (1 unit = 1 ms).
