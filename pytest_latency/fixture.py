@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .core.compare import Comparison
 from .core.result import Result
 from .core.runner import Progress, is_async_callable, measure
 from .core.spec import Spec, SpecError
@@ -40,7 +41,7 @@ class LatencyFixture:
         marker_spec: Spec | None,
         settings: Settings,
         nodeid: str,
-        record: Callable[[Result], None],
+        record: Callable[[Result | Comparison], None],
         fail: Callable[[str], Any],
         progress: Callable[[Progress], None] | None = None,
     ) -> None:
@@ -51,7 +52,7 @@ class LatencyFixture:
         self._fail = fail
         self._progress = progress
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.results: list[Result] = []
+        self.results: list[Result | Comparison] = []
 
     def spec_for(self, slo: Spec | Mapping[str, Any] | None) -> Spec:
         """The effective spec: the marker's, with `slo` overriding; resolved to defaults."""
@@ -102,6 +103,45 @@ class LatencyFixture:
         self.results.append(result)
         self._record(result)
         self._enforce(result)
+        return result
+
+    def compare(
+        self,
+        baseline: Callable[..., Any],
+        candidate: Callable[..., Any],
+        *args: Any,
+        min_speedup: float = 2.0,
+        quantile: float = 0.99,
+        block: int = 50,
+        names: tuple[str, str] | None = None,
+        slo: Spec | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Comparison:
+        """A relative SLO: `candidate` at least `min_speedup` times faster than `baseline` at
+        `quantile`, both measured in this run in alternating blocks of `block` calls.
+
+            comparison = latency.compare(fp32.predict, int8.predict, texts, min_speedup=2)
+        """
+        from .core.compare import compare
+
+        plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
+        names = names or (
+            getattr(baseline, "__qualname__", "baseline"),
+            getattr(candidate, "__qualname__", "candidate"),
+        )
+        result = compare(baseline, candidate, args, kwargs, quantile=quantile,
+                         min_speedup=min_speedup, spec=plan, block=block, names=names)
+        self.results.append(result)
+        self._record(result)
+        if result.decision is not Decision.PASS:
+            message = result.summary()
+            errors = [s.first_error for s in (result.baseline, result.candidate) if s.first_error]
+            if errors:
+                message += "\n\nfirst error:\n" + errors[0]
+            if result.decision is Decision.FAIL or self.settings.inconclusive == "fail":
+                self._fail(message)
+            elif self.settings.inconclusive == "warn":
+                warnings.warn(PytestLatencyWarning(message), stacklevel=2)
         return result
 
     def _enforce(self, result: Result) -> None:

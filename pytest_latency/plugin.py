@@ -158,8 +158,14 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
     def record(result: Any) -> None:
         data = result.to_dict()
         data["xdist_worker"] = os.environ.get("PYTEST_XDIST_WORKER")
+        if data.get("kind") == "comparison":
+            data["nodeid"] = item.nodeid
+            prefix = f"latency.compare[{data['baseline']} vs {data['candidate']}]"
+            item.user_properties.append((f"{prefix}.decision", data["decision"]))
+            item.user_properties.append((f"{prefix}.speedup", f"{data['ratio'] or 0:.4g}"))
+        else:
+            item.user_properties.extend(user_properties(result))
         store.append(data)
-        item.user_properties.extend(user_properties(result))
 
     fixture = LatencyFixture(
         marker_spec=spec,
@@ -234,6 +240,7 @@ class LatencyReporter:
         self.config = config
         self.results: list[dict[str, Any]] = []
         self.accuracy: list[dict[str, Any]] = []
+        self.comparisons: list[dict[str, Any]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         results = report.__dict__.get(REPORT_ATTR)
@@ -245,7 +252,9 @@ class LatencyReporter:
             else ("xpassed" if hasattr(report, "wasxfail") else report.outcome)
         )
         for data in results:
-            target = self.accuracy if data.get("kind") == "accuracy" else self.results
+            target = {"accuracy": self.accuracy, "comparison": self.comparisons}.get(
+                data.get("kind", ""), self.results
+            )
             target.append({**data, "outcome": outcome})
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -262,6 +271,11 @@ class LatencyReporter:
                 terminalreporter.write_sep("=", f"accuracy: {len(self.accuracy)} gate(s)")
                 for line in accuracy_rows(shown):
                     terminalreporter.write_line(line)
+        if self.comparisons:
+            terminalreporter.write_sep("=", f"latency comparisons: {len(self.comparisons)}")
+            for c in self.comparisons:
+                if verbosity >= 0 or c["decision"] != "PASS":
+                    terminalreporter.write_line(f"{c['nodeid']}: {c['summary']}")
         if not self.results:
             return
         rows = (
@@ -296,5 +310,5 @@ class LatencyReporter:
         from .report.json_report import build_report, write_report
 
         report = build_report(self.results, settings.as_dict(), cwd=self.config.rootpath,
-                              accuracy=self.accuracy)
+                              accuracy=self.accuracy, comparisons=self.comparisons)
         write_report(settings.json_path, report)

@@ -17,6 +17,7 @@ def build_report(
     settings: Mapping[str, Any],
     cwd: str | os.PathLike[str] | None = None,
     accuracy: Sequence[Mapping[str, Any]] = (),
+    comparisons: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -24,6 +25,7 @@ def build_report(
         "environment": fingerprint(cwd),
         "results": list(results),
         "accuracy": list(accuracy),
+        "comparisons": list(comparisons),
     }
 
 

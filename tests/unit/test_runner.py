@@ -117,3 +117,36 @@ def test_async_callables_run_on_an_event_loop() -> None:
 
     m = measure(op, spec=_spec(p50_ms=20, concurrency=3))
     assert m.verdict.decision is Decision.PASS and m.samples.load.concurrency == 3
+
+
+def test_compare_alternates_blocks_and_detects_a_real_speedup() -> None:
+    from pytest_latency.core.compare import compare
+
+    order: list[str] = []
+
+    def slow() -> None:
+        order.append("b")
+        time.sleep(0.002)
+
+    def fast() -> None:
+        order.append("c")
+        time.sleep(0.0003)
+
+    c = compare(slow, fast, min_speedup=2, block=20, spec=Spec(p99_ms=1e3, warmup=0, max_time_s=20))
+    assert c.decision is Decision.PASS and c.lower is not None and c.lower >= 2
+    timed = "".join(order[2:])  # after the two cold calls
+    runs = [len(r) for r in timed.replace("bc", "b|c").replace("cb", "c|b").split("|")]
+    assert max(runs[1:-1]) <= 40 and min(runs[1:-1]) >= 20  # whole blocks, AB then BA
+
+
+def test_compare_fails_when_the_candidate_is_not_faster() -> None:
+    from pytest_latency.core.compare import compare
+
+    c = compare(
+        time.sleep,
+        time.sleep,
+        (0.0005,),
+        min_speedup=2,
+        spec=Spec(p99_ms=1e3, warmup=0, max_time_s=20),
+    )
+    assert c.decision is Decision.FAIL and c.upper is not None and c.upper < 2
