@@ -129,8 +129,17 @@ class LatencyFixture:
             getattr(baseline, "__qualname__", "baseline"),
             getattr(candidate, "__qualname__", "candidate"),
         )
-        result = compare(baseline, candidate, args, kwargs, quantile=quantile,
-                         min_speedup=min_speedup, spec=plan, block=block, names=names)
+        result = compare(
+            baseline,
+            candidate,
+            args,
+            kwargs,
+            quantile=quantile,
+            min_speedup=min_speedup,
+            spec=plan,
+            block=block,
+            names=names,
+        )
         self.results.append(result)
         self._record(result)
         if result.decision is not Decision.PASS:

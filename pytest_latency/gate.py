@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .core.accuracy import AccuracySpec, evaluate_accuracy
+from .core.accuracy import evaluate_accuracy
+from .core.spec import AccuracySpec
 from .core.verdict import Decision, Verdict
 from .report.table import failure_message
 
@@ -50,15 +51,27 @@ class AccuracyResult:
             "name": self.name,
             "decision": self.verdict.decision.value,
             "summary": self.verdict.summary(),
-            "spec": {"max_drop": self.spec.max_drop, "min_agreement": self.spec.min_agreement,
-                     "confidence": self.spec.confidence},
+            "spec": {
+                "max_drop": self.spec.max_drop,
+                "min_agreement": self.spec.min_agreement,
+                "confidence": self.spec.confidence,
+            },
             "confidence": self.verdict.confidence,
             "alpha": self.verdict.alpha,
             "n": self.verdict.targets[0].n,
             "targets": [
-                {"metric": t.metric, "target": t.target, "observed": t.observed,
-                 "lower": t.lower, "upper": t.upper, "n": t.n, "decision": t.decision.value,
-                 "unit": t.unit, "margin": t.margin, "note": t.note}
+                {
+                    "metric": t.metric,
+                    "target": t.target,
+                    "observed": t.observed,
+                    "lower": t.lower,
+                    "upper": t.upper,
+                    "n": t.n,
+                    "decision": t.decision.value,
+                    "unit": t.unit,
+                    "margin": t.margin,
+                    "note": t.note,
+                }
                 for t in self.verdict.targets
             ],
         }
@@ -66,8 +79,13 @@ class AccuracyResult:
 
 class AccuracyGate:
     def __init__(
-        self, *, marker_spec: AccuracySpec | None, nodeid: str, inconclusive: str,
-        record: Callable[[AccuracyResult], None], fail: Callable[[str], Any],
+        self,
+        *,
+        marker_spec: AccuracySpec | None,
+        nodeid: str,
+        inconclusive: str,
+        record: Callable[[AccuracyResult], None],
+        fail: Callable[[str], Any],
         warn: Callable[[str], None],
     ) -> None:
         self.marker_spec, self.nodeid, self.inconclusive = marker_spec, nodeid, inconclusive
@@ -91,11 +109,17 @@ class AccuracyGate:
         cand, ref = list(candidate(inputs)), list(reference(inputs))
         for who, got in (("candidate", cand), ("reference", ref)):
             if len(got) != len(inputs):
-                raise ValueError(f"{who} returned {len(got)} labels for {len(inputs)} inputs; "
-                                 "it must return one label per input")
+                raise ValueError(
+                    f"{who} returned {len(got)} labels for {len(inputs)} inputs; "
+                    "it must return one label per input"
+                )
         verdict = evaluate_accuracy(
-            cand, ref, list(labels), max_drop=spec.max_drop,
-            min_agreement=spec.min_agreement, confidence=spec.confidence,
+            cand,
+            ref,
+            list(labels),
+            max_drop=spec.max_drop,
+            min_agreement=spec.min_agreement,
+            confidence=spec.confidence,
         )
         result = AccuracyResult(name, spec, verdict, self.nodeid)
         self.results.append(result)

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from .core.accuracy import AccuracySpec
-from .core.spec import Spec, SpecError
+from .core.spec import AccuracySpec, Spec, SpecError
 from .settings import OPTIONS, Settings, resolve
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SPEC_KEY = pytest.StashKey[Spec]()
 ACCURACY_KEY = pytest.StashKey[AccuracySpec]()
 RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+CALL_PASSED_KEY = pytest.StashKey[bool]()
 REPORT_ATTR = "latency_results"  # on TestReport.__dict__: survives xdist serialisation
 
 SLO_MARKER = (
@@ -98,8 +98,10 @@ def accuracy_spec(item: pytest.Item) -> AccuracySpec | None:
     merged: dict[str, Any] = {}
     for mark in reversed(markers):
         if mark.args:
-            raise SpecError(f"positional arguments {mark.args!r} are not accepted; use "
-                            "keywords, e.g. @pytest.mark.accuracy(max_drop=0.01)")
+            raise SpecError(
+                f"positional arguments {mark.args!r} are not accepted; use "
+                "keywords, e.g. @pytest.mark.accuracy(max_drop=0.01)"
+            )
         merged.update(mark.kwargs)
     return AccuracySpec.from_kwargs(**merged)
 
@@ -123,7 +125,8 @@ def _validate(item: pytest.Item) -> None:
             continue
         if fixture not in fixtures:
             raise _collection_error(
-                item, f"marked @pytest.mark.{marker} but does not use the `{fixture}` fixture; "
+                item,
+                f"marked @pytest.mark.{marker} but does not use the `{fixture}` fixture; "
                 "add it to the test's arguments and call it",
             )
         item.stash[key] = spec
@@ -176,7 +179,7 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
     )
     yield fixture
     fixture.close()
-    if spec is not None and not fixture.results:
+    if spec is not None and not fixture.results and _never_called(item):
         pytest.fail(
             f"{item.nodeid} is marked @pytest.mark.slo but never called latency(fn, ...): "
             "nothing was measured, so its SLO was not checked",
@@ -217,9 +220,12 @@ def accuracy_gate(request: pytest.FixtureRequest) -> Iterator[Any]:
         warn=lambda message: warnings.warn(PytestLatencyWarning(message), stacklevel=3),
     )
     yield gate
-    if spec is not None and not gate.results:
-        pytest.fail(f"{item.nodeid} is marked @pytest.mark.accuracy but never called "
-                    "accuracy_gate(...): its accuracy was not checked", pytrace=False)
+    if spec is not None and not gate.results and _never_called(item):
+        pytest.fail(
+            f"{item.nodeid} is marked @pytest.mark.accuracy but never called "
+            "accuracy_gate(...): its accuracy was not checked",
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -227,10 +233,27 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    results = item.stash.get(RESULTS_KEY, None)
-    if results and call.when == "call":
-        report.__dict__[REPORT_ATTR] = list(results)
+    if call.when == "call":
+        item.stash[CALL_PASSED_KEY] = report.passed and not hasattr(report, "wasxfail")
+        results = item.stash.get(RESULTS_KEY, None)
+        if results:
+            report.__dict__[REPORT_ATTR] = list(results)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Markers added after collection (say, by a conftest hook) are validated here."""
+    if (item.get_closest_marker("slo") and SPEC_KEY not in item.stash) or (
+        item.get_closest_marker("accuracy") and ACCURACY_KEY not in item.stash
+    ):
+        _validate(item)
+
+
+def _never_called(item: pytest.Item) -> bool:
+    """The test body passed without calling the fixture (a skip, xfail or failure is not
+    "never called": it already has its outcome)."""
+    return item.stash.get(CALL_PASSED_KEY, False)
 
 
 class LatencyReporter:
@@ -264,9 +287,11 @@ class LatencyReporter:
         if verbosity <= -2:
             return
         if self.accuracy:
-            shown = self.accuracy if verbosity >= 0 else [
-                r for r in self.accuracy if r["decision"] != "PASS"
-            ]
+            shown = (
+                self.accuracy
+                if verbosity >= 0
+                else [r for r in self.accuracy if r["decision"] != "PASS"]
+            )
             if shown:
                 terminalreporter.write_sep("=", f"accuracy: {len(self.accuracy)} gate(s)")
                 for line in accuracy_rows(shown):
@@ -309,6 +334,11 @@ class LatencyReporter:
             return
         from .report.json_report import build_report, write_report
 
-        report = build_report(self.results, settings.as_dict(), cwd=self.config.rootpath,
-                              accuracy=self.accuracy, comparisons=self.comparisons)
+        report = build_report(
+            self.results,
+            settings.as_dict(),
+            cwd=self.config.rootpath,
+            accuracy=self.accuracy,
+            comparisons=self.comparisons,
+        )
         write_report(settings.json_path, report)

@@ -68,11 +68,11 @@ class Comparison:
         hi = "-" if self.upper is None else f"{self.upper:.2f}x"
         head = {
             Decision.PASS: f"PASS: {self.candidate_name} is at least {self.min_speedup:g}x "
-                           f"faster than {self.baseline_name} at {label} with {pct} confidence",
+            f"faster than {self.baseline_name} at {label} with {pct} confidence",
             Decision.FAIL: f"FAIL: {self.candidate_name} is less than {self.min_speedup:g}x "
-                           f"faster than {self.baseline_name} at {label} with {pct} confidence",
+            f"faster than {self.baseline_name} at {label} with {pct} confidence",
             Decision.INCONCLUSIVE: f"INCONCLUSIVE: cannot tell whether {self.candidate_name} "
-                                   f"is {self.min_speedup:g}x faster at {label}",
+            f"is {self.min_speedup:g}x faster at {label}",
         }[self.decision]
         return (
             f"{head} (speed-up {self.ratio:.2f}x, bounds [{lo}, {hi}]; {label} "
@@ -84,12 +84,20 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "comparison",
-            "baseline": self.baseline_name, "candidate": self.candidate_name,
-            "quantile": self.quantile, "min_speedup": self.min_speedup,
-            "ratio": self.ratio, "lower": self.lower, "upper": self.upper,
-            "decision": self.decision.value, "summary": self.summary(),
-            "confidence": self.confidence, "alpha": self.alpha, "looks": self.looks,
-            "block": self.block, "rounds": self.rounds,
+            "baseline": self.baseline_name,
+            "candidate": self.candidate_name,
+            "quantile": self.quantile,
+            "min_speedup": self.min_speedup,
+            "ratio": self.ratio,
+            "lower": self.lower,
+            "upper": self.upper,
+            "decision": self.decision.value,
+            "summary": self.summary(),
+            "confidence": self.confidence,
+            "alpha": self.alpha,
+            "looks": self.looks,
+            "block": self.block,
+            "rounds": self.rounds,
             "baseline_q_ms": self.quantile_ms("baseline") if self.baseline.n else None,
             "candidate_q_ms": self.quantile_ms("candidate") if self.candidate.n else None,
             "n": [self.baseline.n, self.candidate.n],
@@ -98,7 +106,10 @@ class Comparison:
 
 
 def _decide(
-    base: np.ndarray[Any, Any], cand: np.ndarray[Any, Any], q: float, alpha: float,
+    base: np.ndarray[Any, Any],
+    cand: np.ndarray[Any, Any],
+    q: float,
+    alpha: float,
     min_speedup: float,
 ) -> tuple[float | None, float | None, float | None, Decision]:
     if not len(base) or not len(cand):
@@ -153,8 +164,10 @@ def compare(
     collected: list[list[int]] = [[], []]
     errors, wall = [0, 0], [0, 0]
     first_error: list[str | None] = [None, None]
-    first = max(min_samples_for_quantile(quantile, 1 - look_alpha(confidence, 1) / 2),
-                spec.min_samples or 100)
+    first = max(
+        min_samples_for_quantile(quantile, 1 - look_alpha(confidence, 1) / 2),
+        spec.min_samples or 100,
+    )
     next_look, look, rounds = min(first, max_samples), 0, 0
     gc_off = spec.gc != "on"
     while True:
@@ -178,20 +191,37 @@ def compare(
         look += 1
         alpha = look_alpha(confidence, look)
         arrays = [np.sort(np.asarray(c, dtype=np.int64)) for c in collected]
-        ratio, lower, upper, decision = _decide(arrays[0], arrays[1], quantile, alpha,
-                                                min_speedup)
-        if (decision is not Decision.INCONCLUSIVE or next_look >= max_samples
-                or clock() >= deadline):
+        ratio, lower, upper, decision = _decide(arrays[0], arrays[1], quantile, alpha, min_speedup)
+        if decision is not Decision.INCONCLUSIVE or next_look >= max_samples or clock() >= deadline:
             break
         next_look = min(next_look * 2, max_samples)
 
     samples = [
         Samples(
-            latencies_ns=np.asarray(collected[i], dtype=np.int64), errors=errors[i],
-            first_error=first_error[i], wall_ns=wall[i], looks=look, warmup=warm[i],
+            latencies_ns=np.asarray(collected[i], dtype=np.int64),
+            errors=errors[i],
+            first_error=first_error[i],
+            wall_ns=wall[i],
+            looks=look,
+            warmup=warm[i],
             cold_start_ns=cold[i].latencies_ns[0] if cold[i].latencies_ns else None,
         )
         for i in (0, 1)
     ]
-    return Comparison(names[0], names[1], samples[0], samples[1], quantile, min_speedup,
-                      ratio, lower, upper, decision, confidence, alpha, look, block, rounds)
+    return Comparison(
+        names[0],
+        names[1],
+        samples[0],
+        samples[1],
+        quantile,
+        min_speedup,
+        ratio,
+        lower,
+        upper,
+        decision,
+        confidence,
+        alpha,
+        look,
+        block,
+        rounds,
+    )

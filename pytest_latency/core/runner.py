@@ -208,11 +208,14 @@ def measure(
     driver = make_driver(call, spec, clock)
     gc_was_enabled = gc.isenabled()
     try:
-        return _measure(call, driver, spec, clock, progress)
+        return _measure(call, driver, spec, clock, progress, gc_was_enabled)
     finally:
         driver.close()
+        # Leave the collector as the caller had it (a test may have disabled it itself).
         if gc_was_enabled:
             gc.enable()
+        else:
+            gc.disable()
         if own_loop is not None:
             own_loop.close()
 
@@ -223,6 +226,7 @@ def _measure(
     spec: Spec,
     clock: Clock,
     progress: Callable[[Progress], None] | None,
+    gc_was_enabled: bool = True,
 ) -> Measurement:
     max_time_s = spec.max_time_s if spec.max_time_s is not None else 30.0
     max_samples = spec.max_samples or 200_000
@@ -253,25 +257,27 @@ def _measure(
     verdict: Verdict | None = None
     samples: Samples | None = None
     while True:
-        want = min(next_look, max_samples) - collected.n
+        want = min(next_look, max_samples) - (collected.n + collected.errors)
         if want > 0 and clock() < deadline:
             if gc_off:
                 gc.disable()
             try:
                 block = driver.run_block(min(want, block_cap), deadline)
             finally:
-                if gc_off:
+                if gc_off and gc_was_enabled:
                     gc.enable()
+                if gc_off:
                     gc.collect(1)
             collected.add(block)
             produced = len(block.latencies_ns) + block.errors
-            errors_allowed = collected.errors <= spec.max_error_rate * (
-                collected.n + collected.errors
-            )
+            # Calls, failed or not, count toward the next look, so a callable that keeps
+            # raising still reaches a decision. With no error budget the first error decides
+            # (FAIL) at once; with a budget the rate is judged at the look, not mid-way.
+            calls = collected.n + collected.errors
             if (
-                collected.n < min(next_look, max_samples)
+                calls < min(next_look, max_samples)
                 and produced
-                and errors_allowed  # too many errors: decide now, the verdict is FAIL
+                and not (collected.errors and spec.max_error_rate == 0)
                 and clock() < deadline
             ):
                 continue
@@ -300,7 +306,7 @@ def _measure(
             )
         if verdict.decision is not Decision.INCONCLUSIVE:
             break
-        if collected.n >= max_samples:
+        if collected.n + collected.errors >= max_samples:
             stopped_by = "max_samples"
             break
         if clock() >= deadline:

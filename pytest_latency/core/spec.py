@@ -251,3 +251,43 @@ def _validate(spec: Spec) -> None:
                 f"percentiles out of order: {lo_key}={lo:g} > {hi_key}={hi:g}; a higher "
                 "percentile can never be lower, so targets must not decrease"
             )
+
+
+@dataclass(frozen=True)
+class AccuracySpec:
+    """Keywords of ``@pytest.mark.accuracy(max_drop=0.01, min_agreement=None,
+    confidence=0.95)``: the candidate may lose at most `max_drop` accuracy (a share: 0.01 is
+    one point) against the reference, and agree with it on at least `min_agreement` labels."""
+
+    max_drop: float = 0.01
+    min_agreement: float | None = None
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        d = self.max_drop
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < 1:
+            raise SpecError(
+                f"max_drop={d!r} is not valid; expected a share in [0, 1), "
+                "e.g. 0.01 for one accuracy point"
+            )
+        a = self.min_agreement
+        if a is not None and (
+            isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a <= 1
+        ):
+            raise SpecError(f"min_agreement={a!r} is not valid; expected a share in (0, 1] or None")
+        c = self.confidence
+        if isinstance(c, bool) or not isinstance(c, int | float) or not 0 < c < 1:
+            raise SpecError(
+                f"confidence={c!r} is not valid; expected a number strictly between 0 and 1"
+            )
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> AccuracySpec:
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise SpecError(
+                f"unknown keyword(s) {', '.join(map(repr, unknown))}; valid: "
+                f"{', '.join(sorted(valid))}"
+            )
+        return cls(**kwargs)

@@ -194,12 +194,14 @@ def samples_to_decide(n: int, exceedances: int, q: float, alpha: float) -> int |
     _check_alpha(alpha)
     if n <= 0:
         return min_samples_for_quantile(q, 1 - alpha)
-    rate = exceedances / n
-    gap = abs((1 - q) - rate)
-    if gap * n < 0.5:  # within one sample of the boundary: no trend to extrapolate
-        return None
+    expected = (1 - q) * n  # exceedances if the quantile sat exactly on the target
+    if abs(exceedances - expected) < 0.5 and exceedances > 0:
+        return None  # on the boundary: no trend to extrapolate
+    below = exceedances < expected
+    floor = min_samples_for_quantile(q, 1 - alpha) if below else 0
+    if exceedances == 0:
+        return max(floor, n + 1)  # the zero-exceedance minimum decides it
+    gap = abs((1 - q) - exceedances / n)
     z = NormalDist().inv_cdf(1 - alpha)
     needed = math.ceil(z * z * q * (1 - q) / (gap * gap))
-    if rate < 1 - q:
-        needed = max(needed, min_samples_for_quantile(q, 1 - alpha))
-    return max(needed, n + 1)
+    return max(needed, floor, n + 1)

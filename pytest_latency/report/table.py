@@ -51,11 +51,18 @@ def target_table(result: Row) -> list[str]:
         op = ">=" if t["metric"] in HIGHER_IS_BETTER else "<="
         info = t["metric"] in INFO_METRICS
         target = "-" if info else f"{op} {_num(t['target'], unit)} {unit}".rstrip()
-        rows.append([
-            t["metric"], target, _num(t["observed"], unit), _num(t["lower"], unit),
-            _num(t["upper"], unit), str(t["n"]), _pct(t["margin"]),
-            "info" if info else t["decision"],
-        ])
+        rows.append(
+            [
+                t["metric"],
+                target,
+                _num(t["observed"], unit),
+                _num(t["lower"], unit),
+                _num(t["upper"], unit),
+                str(t["n"]),
+                _pct(t["margin"]),
+                "info" if info else t["decision"],
+            ]
+        )
     return render_columns(
         ["metric", "target", "estimate", "lower", "upper", "n", "margin", "verdict"], rows
     )
@@ -77,7 +84,8 @@ def failure_message(result: Row) -> str:
             "interval, the models saw the same examples)"
         )
         lines += [
-            f"{t['metric']}: {t['note']}" for t in result["targets"]
+            f"{t['metric']}: {t['note']}"
+            for t in result["targets"]
             if t.get("note") and t["metric"] not in INFO_METRICS
         ]
         return "\n".join(lines)
@@ -178,20 +186,23 @@ def accuracy_rows(results: Sequence[Row]) -> list[str]:
     for r in results:
         t = {row["metric"]: row for row in r["targets"]}
         drop, agree = t["drop"], t.get("agreement")
-        rows.append([
-            r["nodeid"] if r.get("name") == "accuracy" else f"{r['nodeid']} ({r['name']})",
-            str(r["n"]),
-            _num(t["reference_accuracy"]["observed"], ""),
-            _num(t["accuracy"]["observed"], ""),
-            f"{_num(drop['observed'], '')} [{_num(drop['lower'], '')}, "
-            f"{_num(drop['upper'], '')}]",
-            _num(drop["target"], ""),
-            _num(agree["observed"], "") if agree else "-",
-            r["decision"],
-        ])
+        rows.append(
+            [
+                r["nodeid"] if r.get("name") == "accuracy" else f"{r['nodeid']} ({r['name']})",
+                str(r["n"]),
+                _num(t["reference_accuracy"]["observed"], ""),
+                _num(t["accuracy"]["observed"], ""),
+                f"{_num(drop['observed'], '')} [{_num(drop['lower'], '')}, "
+                f"{_num(drop['upper'], '')}]",
+                _num(drop["target"], ""),
+                _num(agree["observed"], "") if agree else "-",
+                r["decision"],
+            ]
+        )
     return render_columns(
         ["test", "n", "ref acc", "acc", "drop [bounds]", "max drop", "agreement", "verdict"],
-        rows, [False, True, True, True, True, True, True, False],
+        rows,
+        [False, True, True, True, True, True, True, False],
     )
 
 

@@ -7,12 +7,11 @@ import pytest
 from scipy import stats
 
 from pytest_latency.core.accuracy import (
-    AccuracySpec,
     clopper_pearson,
     evaluate_accuracy,
     paired_difference_bounds,
 )
-from pytest_latency.core.spec import SpecError
+from pytest_latency.core.spec import AccuracySpec, SpecError
 from pytest_latency.core.verdict import Decision
 
 
