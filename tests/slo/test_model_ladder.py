@@ -1,0 +1,72 @@
+"""Chapter 1 of the playbook as tests: the model itself, batch 1, realistic review lengths.
+
+The PyTorch FP32 baseline misses a 10 ms p99 on 2 CPU threads; the ONNX Runtime INT8 model
+(transformer fusion + dynamic quantisation) meets it with margin, is at least twice as fast at
+p99 in the same run, and gives up at most one accuracy point on the held-out split.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slo
+
+
+def one_at_a_time(predictor: Any, texts: Sequence[str]) -> Callable[[], Any]:
+    """A batch-1 request per call, cycling through real review snippets."""
+    stream = itertools.cycle(texts)
+    predict = predictor.predict
+    return lambda: predict([next(stream)])
+
+
+def labels_of(predictor: Any) -> Callable[[Sequence[str]], list[int]]:
+    from reference_system.predictors import evaluate
+
+    def run(texts: Sequence[str]) -> list[int]:
+        _, prediction = evaluate(predictor, list(texts), [0] * len(texts))
+        return prediction.labels.tolist()
+
+    return run
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="PyTorch FP32 eager, batch 1, 2 threads: ~8-11 ms per review of 20-60 tokens on "
+    "these CPUs, so the tail sits over 10 ms; the playbook's fix is export + fusion + INT8",
+)
+@pytest.mark.slo(p99_ms=10, max_time_s=60)
+def test_pytorch_fp32_baseline_misses_a_10ms_p99(latency, fp32, review_texts):
+    latency(one_at_a_time(fp32, review_texts), name="torch-fp32")
+
+
+@pytest.mark.slo(p99_ms=10, max_time_s=60)
+def test_onnx_runtime_int8_meets_a_10ms_p99(latency, int8, review_texts):
+    result = latency(one_at_a_time(int8, review_texts), name="ort-int8-dynamic")
+    upper = result.bounds["p99"][1]
+    assert upper is not None and upper <= 10
+
+
+@pytest.mark.slo(p99_ms=10, max_time_s=120)
+def test_int8_p99_is_at_least_twice_as_fast_as_fp32_in_the_same_run(
+    latency, fp32, int8, review_texts
+):
+    comparison = latency.compare(
+        one_at_a_time(fp32, review_texts),
+        one_at_a_time(int8, review_texts),
+        min_speedup=2.0,
+        block=50,  # ORT's thread pool must not interleave call by call with PyTorch
+        names=("torch-fp32", "ort-int8-dynamic"),
+    )
+    assert comparison.lower is not None and comparison.lower >= 2.0
+
+
+@pytest.mark.accuracy(max_drop=0.01)
+def test_int8_loses_at_most_one_accuracy_point(accuracy_gate, fp32, int8, splits):
+    result = accuracy_gate(
+        labels_of(int8), labels_of(fp32), list(splits.test.texts), list(splits.test.labels)
+    )
+    assert result.reference_accuracy >= 0.82
