@@ -27,7 +27,8 @@ SLO_MARKER = (
     "cold_start_ms=None, min_rps=None, max_error_rate=0, confidence=0.95, warmup='auto', "
     "min_samples=None, max_samples=None, max_time_s=None, concurrency=1, rate_rps=None, "
     "arrivals='poisson', gc='off'): a latency SLO that the `latency` fixture measures and "
-    "enforces with stated confidence. Example: "
+    "enforces with stated confidence; a bare @pytest.mark.slo only tags a test for -m slo. "
+    "Example: "
     "@pytest.mark.slo(p99_ms=10, p50_ms=4) def test_fast(latency): latency(fn)"
 )
 
@@ -75,7 +76,10 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def marker_spec(item: pytest.Item) -> Spec | None:
-    """Merge every ``slo`` marker on the item (module, class, function; nearer wins)."""
+    """Merge every ``slo`` marker on the item (module, class, function; nearer wins).
+
+    A bare ``@pytest.mark.slo`` (no keywords anywhere) only tags the test for ``-m slo``.
+    """
     markers = list(item.iter_markers("slo"))
     if not markers:
         return None
@@ -87,6 +91,8 @@ def marker_spec(item: pytest.Item) -> Spec | None:
                 "e.g. @pytest.mark.slo(p99_ms=10)"
             )
         merged.update(mark.kwargs)
+    if not merged:
+        return None
     return Spec.from_kwargs(**merged)
 
 
@@ -296,11 +302,13 @@ class LatencyReporter:
                 terminalreporter.write_sep("=", f"accuracy: {len(self.accuracy)} gate(s)")
                 for line in accuracy_rows(shown):
                     terminalreporter.write_line(line)
-        if self.comparisons:
+        shown_comparisons = [
+            c for c in self.comparisons if verbosity >= 0 or c["decision"] != "PASS"
+        ]
+        if shown_comparisons:
             terminalreporter.write_sep("=", f"latency comparisons: {len(self.comparisons)}")
-            for c in self.comparisons:
-                if verbosity >= 0 or c["decision"] != "PASS":
-                    terminalreporter.write_line(f"{c['nodeid']}: {c['summary']}")
+            for c in shown_comparisons:
+                terminalreporter.write_line(f"{c['nodeid']}: {c['summary']}")
         if not self.results:
             return
         rows = (

@@ -97,7 +97,7 @@ def test_percentile_targets_out_of_order_are_a_collection_error(
     assert_collection_error(pytester, result, message)
 
 
-@pytest.mark.parametrize("keywords", ["", "confidence=0.9, warmup=5"])
+@pytest.mark.parametrize("keywords", ["confidence=0.9, warmup=5", "gc='on'"])
 def test_marker_without_any_target_is_a_collection_error_listing_the_targets(
     pytester: pytest.Pytester, keywords: str
 ) -> None:
@@ -266,3 +266,22 @@ def test_markers_listing_shows_the_slo_signature_with_an_example(
             "def test_fast(latency): latency(fn)",
         ]
     )
+
+
+def test_a_bare_marker_only_tags_the_test_for_selection(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.slo
+
+        def test_tagged_without_measuring():
+            assert True
+
+        def test_bare_tag_gives_no_slo_to_measure(latency):
+            latency(sorted, [2, 1])
+        """
+    )
+    result = pytester.runpytest("-m", "slo")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*no SLO to measure against; mark the test*"])
