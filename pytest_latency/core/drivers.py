@@ -34,7 +34,7 @@ LATE_THRESHOLD_NS = 1_000_000
 OPEN_LOOP_THREADS = 32
 # How long before its intended start a worker stops sleeping and yields until the instant
 # (time.sleep overshoots by tens of microseconds on Linux).
-_SPIN_NS = 200_000
+_SPIN_NS = 80_000
 
 
 @dataclass
