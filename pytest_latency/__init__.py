@@ -28,6 +28,8 @@ if TYPE_CHECKING:
         evaluate,
         measure,
         min_samples_for_quantile,
+        record_stage,
+        stage,
     )
 
 __version__ = "0.1.0"
@@ -43,6 +45,8 @@ __all__ = [
     "evaluate",
     "measure",
     "min_samples_for_quantile",
+    "record_stage",
+    "stage",
 ]
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .runner import Measurement, Progress, first_look_samples, measure
     from .samples import LoadStats, Samples, WarmupStats
     from .spec import Spec, SpecError
+    from .stages import record_stage, stage
     from .stats import (
         confidence_interval,
         min_samples_for_quantile,
@@ -44,6 +45,8 @@ _WHERE = {
     "Verdict": "verdict",
     "evaluate": "verdict",
     "look_alpha": "verdict",
+    "stage": "stages",
+    "record_stage": "stages",
 }
 
 __all__ = [
@@ -66,7 +69,9 @@ __all__ = [
     "min_samples_for_quantile",
     "quantile",
     "quantile_bounds",
+    "record_stage",
     "samples_to_decide",
+    "stage",
 ]
 assert sorted(__all__) == sorted(_WHERE)
 

@@ -84,6 +84,22 @@ class Result:
         )
 
     @property
+    def stages_ms(self) -> dict[str, dict[str, float]]:
+        """Per-stage span statistics (``stage`` / ``record_stage``): n, p50, p99, mean, in ms."""
+        out = {}
+        for name, spans in self.samples.stages.items():
+            if not len(spans):
+                continue
+            ordered = np.sort(spans)
+            out[name] = {
+                "n": float(len(ordered)),
+                "p50": quantile(ordered, 0.5) / NS_PER_MS,
+                "p99": quantile(ordered, 0.99) / NS_PER_MS,
+                "mean": float(ordered.mean()) / NS_PER_MS,
+            }
+        return out
+
+    @property
     def bounds(self) -> dict[str, tuple[float | None, float | None]]:
         """``{metric: (lower_ms, upper_ms)}`` for every percentile target."""
         return {t.metric: (t.lower, t.upper) for t in self.verdict.targets if t.quantile}
@@ -127,6 +143,7 @@ class Result:
             "problems": list(self.verdict.problems),
             "warmup": asdict(s.warmup) if s.warmup else None,
             "load": asdict(s.load),
+            "stages_ms": self.stages_ms,
         }
         if include_samples:
             out["samples_ns"] = np.asarray(s.latencies_ns).tolist()

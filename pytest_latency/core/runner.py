@@ -40,6 +40,7 @@ from .drivers import (
 )
 from .samples import LoadStats, Samples, WarmupStats
 from .spec import Spec
+from .stages import StageRecorder, recording
 from .stats import min_samples_for_quantile
 from .verdict import Decision, Verdict, evaluate, look_alpha
 from .warmup import WarmupPolicy, is_steady, next_window_size
@@ -80,7 +81,8 @@ def first_look_samples(spec: Spec) -> int:
     """Samples before the first look: enough that zero exceedances could pass every target."""
     confidence = spec.confidence if spec.confidence is not None else 0.95
     alpha = look_alpha(confidence, 1)
-    needed = [min_samples_for_quantile(q, 1 - alpha) for q, _ in spec.percentile_targets]
+    quantiles = [q for q, _ in spec.percentile_targets] + [0.99] * len(spec.budget or {})
+    needed = [min_samples_for_quantile(q, 1 - alpha) for q in quantiles]
     floor = spec.min_samples if spec.min_samples is not None else DEFAULT_MIN_SAMPLES
     n1 = max([*needed, floor])
     if spec.max_samples is not None:
@@ -251,6 +253,7 @@ def _measure(
     else:
         block_cap = max(1, int(target_ns / per_call_ns)) if per_call_ns > 0 else 10_000
 
+    recorder = StageRecorder()  # spans from pytest_latency.stage, timed blocks only
     next_look = first_look_samples(spec)
     look = 0
     stopped_by = "decided"
@@ -262,7 +265,8 @@ def _measure(
             if gc_off:
                 gc.disable()
             try:
-                block = driver.run_block(min(want, block_cap), deadline)
+                with recording(recorder):
+                    block = driver.run_block(min(want, block_cap), deadline)
             finally:
                 if gc_off and gc_was_enabled:
                     gc.enable()
@@ -291,6 +295,7 @@ def _measure(
             looks=look,
             warmup=warm,
             load=collected.load(driver, spec),
+            stages=recorder.arrays(),
         )
         verdict = evaluate(samples, spec, look)
         if progress is not None:

@@ -5,6 +5,7 @@ The runner fills a `Samples`; `evaluate` turns it into a `Verdict`. Nothing here
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,7 @@ class Samples:
     stopped_by: str = "decided"  # "decided", "max_samples", "max_time"
     warmup: WarmupStats | None = None
     load: LoadStats = field(default_factory=lambda: LoadStats(mode="serial"))
+    stages: Mapping[str, IntArray] = field(default_factory=dict)  # span durations per stage
 
     @property
     def n(self) -> int:

@@ -54,6 +54,7 @@ class Spec:
     (throughput), ``max_error_rate`` (fraction of calls that may raise; default 0).
 
     Plan: ``confidence`` (0..1, default 0.95), ``warmup`` (a count or ``"auto"``),
+    ``budget`` (``{stage: p99_ms}`` for spans recorded with `pytest_latency.stage`),
     ``min_samples`` / ``max_samples`` / ``max_time_s`` (the sampling budget), ``concurrency``
     (closed loop, default 1) or ``rate_rps`` (open loop) with ``arrivals``
     (``"poisson"`` or ``"constant"``), ``gc`` (``"off"`` inside timed blocks, or ``"on"``).
@@ -78,6 +79,7 @@ class Spec:
     rate_rps: float | None = None
     arrivals: Arrivals | None = None
     gc: GcMode | None = None
+    budget: Mapping[str, float] | None = None
     seed: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +167,8 @@ class Spec:
             parts.append(f"cold_start<={self.cold_start_ms:g}ms")
         if self.min_rps is not None:
             parts.append(f"rps>={self.min_rps:g}")
+        for name, ms in (self.budget or {}).items():
+            parts.append(f"{name}.p99<={ms:g}ms")
         return " ".join(parts)
 
 
@@ -194,7 +198,24 @@ def _validate(spec: Spec) -> None:
     _positive(spec, "max_time_s")
     _positive(spec, "rate_rps")
 
-    if not any(getattr(spec, key) is not None for key in TARGET_KEYS) and spec.max_error_rate == 0:
+    if spec.budget is not None:
+        if not isinstance(spec.budget, Mapping) or not spec.budget:
+            raise SpecError(
+                f"budget={spec.budget!r} is not valid; expected a non-empty mapping of stage "
+                "name to p99 milliseconds, e.g. budget={'inference': 25, 'cache': 5}"
+            )
+        for name, ms in spec.budget.items():
+            if not isinstance(name, str) or not name:
+                raise SpecError(f"budget stage {name!r} is not valid; expected a name")
+            if not _is_number(ms) or not math.isfinite(ms) or ms <= 0:
+                raise SpecError(
+                    f"budget[{name!r}]={ms!r} is not valid; expected a positive number of ms"
+                )
+    if (
+        not any(getattr(spec, key) is not None for key in TARGET_KEYS)
+        and spec.max_error_rate == 0
+        and not spec.budget
+    ):
         raise SpecError(
             "no target given; set at least one of "
             + ", ".join(TARGET_KEYS)

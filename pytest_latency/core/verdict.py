@@ -17,7 +17,9 @@ import enum
 import math
 from dataclasses import dataclass
 
-from .samples import Samples
+import numpy as np
+
+from .samples import IntArray, Samples
 from .spec import PERCENTILE_KEYS, Spec
 from .stats import quantile, quantile_bounds, samples_to_decide
 
@@ -198,49 +200,27 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
         target_ms = getattr(spec, key)
         if target_ms is None:
             continue
-        metric = key.removesuffix("_ms")
-        if ordered is None:
-            rows.append(
-                TargetResult(
-                    metric,
-                    target_ms,
-                    None,
-                    None,
-                    None,
-                    0,
-                    Decision.INCONCLUSIVE,
-                    quantile=q,
-                    note="no samples",
-                )
-            )
-            continue
-        target_ns = round(target_ms * NS_PER_MS)
-        lo, hi = quantile_bounds(ordered, q, alpha)
-        if hi is not None and hi <= target_ns:
-            decision = Decision.PASS
-        elif lo is not None and lo > target_ns:
-            decision = Decision.FAIL
-        else:
-            decision = Decision.INCONCLUSIVE
-        over = int(n - ordered.searchsorted(target_ns, side="right"))
         rows.append(
-            TargetResult(
-                metric,
+            _percentile_row(
+                key.removesuffix("_ms"),
+                q,
                 target_ms,
-                _ms(quantile(ordered, q)),
-                _ms(lo),
-                _ms(hi),
-                n,
-                decision,
-                quantile=q,
-                exceedances=over,
-                samples_to_decide=(
-                    samples_to_decide(n, over, q, look_alpha(confidence, look + 1))
-                    if decision is Decision.INCONCLUSIVE
-                    else None
-                ),
+                ordered,
+                alpha,
+                confidence,
+                look,
+                note="" if n else "no samples",
             )
         )
+
+    missing_stages = []
+    for stage_name, budget_ms in (spec.budget or {}).items():
+        spans = samples.stages.get(stage_name)
+        if spans is None or not len(spans):
+            missing_stages.append(stage_name)
+            continue
+        rows.append(_percentile_row(f"{stage_name}.p99", 0.99, budget_ms, np.sort(spans),
+                                    alpha, confidence, look))
 
     if spec.max_ms is not None:
         observed = _ms(int(ordered[-1])) if ordered is not None else None
@@ -311,6 +291,13 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
         )
 
     problems = _load_problems(samples)
+    if missing_stages and n:
+        problems += (
+            f"the budget names stage(s) {', '.join(map(repr, missing_stages))} but no spans "
+            f"were recorded for them in {n} calls: wrap that code in "
+            "pytest_latency.stage(NAME) or report it with record_stage(NAME, ns); recorded: "
+            f"{', '.join(map(repr, sorted(samples.stages))) or 'none'}",
+        )
     decisions = {r.decision for r in rows}
     if problems or Decision.FAIL in decisions:
         decision = Decision.FAIL
@@ -324,6 +311,50 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
 # An open-loop generator that starts requests at less than this share of the offered rate is
 # measuring a lighter load than asked for.
 MIN_ACHIEVED_SHARE = 0.9
+
+
+def _percentile_row(
+    metric: str,
+    q: float,
+    target_ms: float,
+    ordered: IntArray | None,
+    alpha: float,
+    confidence: float,
+    look: int,
+    note: str = "",
+) -> TargetResult:
+    """PASS / FAIL / INCONCLUSIVE for one quantile from sorted samples."""
+    if ordered is None or not len(ordered):
+        return TargetResult(
+            metric, target_ms, None, None, None, 0, Decision.INCONCLUSIVE, quantile=q, note=note
+        )
+    n = len(ordered)
+    target_ns = round(target_ms * NS_PER_MS)
+    lo, hi = quantile_bounds(ordered, q, alpha)
+    if hi is not None and hi <= target_ns:
+        decision = Decision.PASS
+    elif lo is not None and lo > target_ns:
+        decision = Decision.FAIL
+    else:
+        decision = Decision.INCONCLUSIVE
+    over = int(n - ordered.searchsorted(target_ns, side="right"))
+    return TargetResult(
+        metric,
+        target_ms,
+        _ms(quantile(ordered, q)),
+        _ms(lo),
+        _ms(hi),
+        n,
+        decision,
+        quantile=q,
+        exceedances=over,
+        note=note,
+        samples_to_decide=(
+            samples_to_decide(n, over, q, look_alpha(confidence, look + 1))
+            if decision is Decision.INCONCLUSIVE
+            else None
+        ),
+    )
 
 
 def _load_problems(samples: Samples) -> tuple[str, ...]:
