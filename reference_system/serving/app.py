@@ -1,0 +1,236 @@
+"""The sentiment service: one HTTP contract, two backends.
+
+``POST /predict`` with ``{"texts": ["...", ...]}`` (1-32 texts of 1-2,000 characters) answers
+``{"model": ..., "labels": [0|1, ...], "scores": [P(positive), ...], "cached": [bool, ...]}``;
+bad input is a 422 naming the field, never a crash. ``GET /healthz`` answers when the model is
+loaded; ``GET /metrics`` returns counters (requests, cache hits/misses/errors, degraded).
+Every answer carries a ``Server-Timing`` header with the stages it went through (tokenise,
+cache, inference, postprocess; milliseconds), so a client can split its latency budget.
+
+* **baseline** -- what a typical first service does: FastAPI + the PyTorch FP32 model in the
+  server process (``TorchPredictor``).
+* **optimised** -- the playbook: the same contract, Rust tokenizer, a Redis cache in front
+  (cache-aside, fail-open), INT8 inference on Triton over one long-lived gRPC channel.
+
+Run one with ``python -m reference_system.serving.serve`` (see there).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from fastapi import FastAPI, HTTPException, Response
+from pydantic import BaseModel, Field
+
+MAX_TEXTS = 32
+MAX_CHARS = 2000
+
+
+@dataclass
+class Answer:
+    labels: list[int]
+    scores: list[float]
+    cached: list[bool]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def predict(self, texts: Sequence[str]) -> Answer: ...
+
+    def metrics(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@contextmanager
+def _span(timings: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.perf_counter_ns()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + (time.perf_counter_ns() - t0) / 1e6
+
+
+def _softmax_positive(logits: npt.NDArray[np.float32]) -> list[float]:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return [float(x) for x in (e[:, 1] / e.sum(axis=1))]
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: dict[str, int] = {"requests": 0, "texts": 0}
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                self.values[k] = self.values.get(k, 0) + v
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.values)
+
+
+class BaselineBackend:
+    """PyTorch FP32 in-process (``TorchPredictor``: inference_mode, 2 threads, fast tokenizer)."""
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self.name = getattr(predictor, "name", "torch-fp32")
+        self._counters = _Counters()
+        # One model, 2 intra-op threads: concurrent requests would only fight over the cores.
+        self._lock = threading.Lock()
+
+    def predict(self, texts: Sequence[str]) -> Answer:
+        timings: dict[str, float] = {}
+        with self._lock, _span(timings, "inference"):
+            prediction = self.predictor.predict(texts)
+        with _span(timings, "postprocess"):
+            scores = _softmax_positive(prediction.logits)
+            labels = [int(x) for x in prediction.labels]
+        self._counters.add(requests=1, texts=len(texts))
+        return Answer(labels, scores, [False] * len(texts), timings)
+
+    def metrics(self) -> dict[str, Any]:
+        return {"backend": self.name, **self._counters.snapshot()}
+
+    def close(self) -> None:
+        self.predictor.close()
+
+
+class OptimisedBackend:
+    """Tokenise -> cache (Redis, cache-aside, fail-open) -> Triton gRPC (INT8) for the misses."""
+
+    def __init__(
+        self,
+        encode: Callable[[Sequence[str]], dict[str, npt.NDArray[np.int64]]],
+        infer: Callable[[dict[str, npt.NDArray[np.int64]]], npt.NDArray[np.float32]],
+        cache: Any | None,
+        *,
+        name: str = "ort-int8-dynamic@triton",
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self.encode, self.infer, self.cache, self.name = encode, infer, cache, name
+        self._close = close
+        self._counters = _Counters()
+
+    def predict(self, texts: Sequence[str]) -> Answer:
+        timings: dict[str, float] = {}
+        n = len(texts)
+        labels: list[int | None] = [None] * n
+        logits = np.zeros((n, 2), dtype=np.float32)
+        cached = [False] * n
+        if self.cache is not None:
+            with _span(timings, "cache"):
+                found = self.cache.get_many(texts)
+            for i, hit in enumerate(found):
+                if hit is not None:
+                    labels[i] = int(hit.label)
+                    logits[i] = hit.logits
+                    cached[i] = True
+        misses = [i for i in range(n) if not cached[i]]
+        if misses:
+            with _span(timings, "tokenise"):
+                feeds = self.encode([texts[i] for i in misses])
+            with _span(timings, "inference"):
+                out = self.infer(feeds)
+            logits[misses] = out
+            for j, i in enumerate(misses):
+                labels[i] = int(out[j].argmax())
+            if self.cache is not None:
+                with _span(timings, "cache"):
+                    self.cache.put_many(
+                        [texts[i] for i in misses], [labels[i] for i in misses], out
+                    )
+        with _span(timings, "postprocess"):
+            scores = _softmax_positive(logits)
+        hits = n - len(misses)
+        self._counters.add(requests=1, texts=n, cache_hits=hits, cache_misses=len(misses))
+        return Answer([int(x) for x in labels if x is not None], scores, cached, timings)
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": self.name, **self._counters.snapshot()}
+        if self.cache is not None:
+            m = self.cache.metrics
+            out["cache"] = m if isinstance(m, dict) else getattr(m, "__dict__", str(m))
+        return out
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+
+class PredictRequest(BaseModel):
+    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+
+    model_config = {"extra": "forbid"}
+
+
+class PredictResponse(BaseModel):
+    model: str
+    labels: list[int]
+    scores: list[float]
+    cached: list[bool]
+
+
+def create_app(backend: Backend) -> FastAPI:
+    """The FastAPI application around `backend`."""
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        backend.close()  # close clients before their servers go away
+
+    app = FastAPI(title="sentiment", docs_url=None, redoc_url=None, lifespan=lifespan)
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(request: PredictRequest, response: Response) -> PredictResponse:
+        for i, text in enumerate(request.texts):
+            if not text.strip() or len(text) > MAX_CHARS:
+                raise HTTPException(
+                    status_code=422,
+                    detail=f"texts[{i}] has {len(text)} characters; each text needs 1 to "
+                    f"{MAX_CHARS} non-blank characters",
+                )
+        answer = backend.predict(request.texts)
+        response.headers["Server-Timing"] = ", ".join(
+            f"{k};dur={v:.3f}" for k, v in answer.timings_ms.items()
+        )
+        return PredictResponse(
+            model=backend.name, labels=answer.labels, scores=answer.scores, cached=answer.cached
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "model": backend.name}
+
+    @app.get("/metrics")
+    def metrics() -> dict[str, Any]:
+        return backend.metrics()
+
+    return app
+
+
+def parse_server_timing(header: str | None) -> dict[str, float]:
+    """``"a;dur=1.5, b;dur=0.2"`` -> ``{"a": 1.5, "b": 0.2}`` (milliseconds)."""
+    out: dict[str, float] = {}
+    for part in (header or "").split(","):
+        name, _, rest = part.strip().partition(";")
+        for param in rest.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur" and name:
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    continue
+    return out

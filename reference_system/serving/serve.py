@@ -1,0 +1,74 @@
+"""Run the sentiment service on uvicorn (one process, bound to 127.0.0.1).
+
+    python -m reference_system.serving.serve baseline --port 8000 [--profile quick]
+    python -m reference_system.serving.serve optimised --port 8001 \\
+        --triton-url 127.0.0.1:8101 [--redis-url redis://127.0.0.1:6379/0] [--profile quick]
+
+The model comes from the cached reference build of `--profile` (built if missing). Access
+logging is off: synchronous logging on the request path is one of the playbook's pitfalls.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from reference_system.serving.app import BaselineBackend, OptimisedBackend, create_app
+
+
+def make_backend(args: argparse.Namespace) -> Any:
+    from reference_system.build import build
+
+    artifacts = build(args.profile)
+    if args.backend == "baseline":
+        return BaselineBackend(artifacts.predictor("torch-fp32"))
+
+    from reference_system.predictors import Encoder
+    from reference_system.serving.triton_client import TritonGrpcClient
+
+    client = TritonGrpcClient(
+        args.triton_url, model=args.triton_model, timeout_s=args.deadline_ms / 1000
+    )
+    cache = None
+    if args.redis_url:
+        from reference_system.serving.prediction_cache import PredictionCache, connect
+
+        cache = PredictionCache(
+            connect(args.redis_url), artifacts.keys["quantize_dynamic"], ttl_s=args.cache_ttl_s
+        )
+    return OptimisedBackend(
+        Encoder(artifacts.tokenizer_dir),
+        client.infer,
+        cache,
+        close=client.close,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m reference_system.serving.serve")
+    parser.add_argument("backend", choices=("baseline", "optimised"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
+    parser.add_argument("--triton-url", help="host:port of Triton's gRPC endpoint")
+    parser.add_argument("--triton-model", default="sentiment")
+    parser.add_argument("--redis-url", help="redis://host:port/db; omit to run without cache")
+    parser.add_argument("--cache-ttl-s", type=int, default=3600)
+    parser.add_argument(
+        "--deadline-ms", type=float, default=1000.0, help="per-request deadline of the Triton call"
+    )
+    args = parser.parse_args(argv)
+    if args.backend == "optimised" and not args.triton_url:
+        parser.error("optimised needs --triton-url HOST:PORT (Triton's gRPC endpoint)")
+
+    import uvicorn
+
+    app = create_app(make_backend(args))
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", access_log=False, workers=1
+    )
+
+
+if __name__ == "__main__":
+    main()

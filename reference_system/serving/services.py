@@ -1,0 +1,57 @@
+"""Start the sentiment service (``serve.py``) as a real uvicorn process on loopback."""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+
+from reference_system.serving.processes import LOOPBACK, ManagedProcess, free_port
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    """Readiness: `url` answers 200."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    return check
+
+
+class SentimentService(ManagedProcess):
+    """``python -m reference_system.serving.serve BACKEND --port P ...`` with readiness on
+    ``/healthz``. Model loading (torch) takes a few seconds, hence the longer timeout."""
+
+    def __init__(
+        self,
+        backend: str,
+        *,
+        profile: str = "quick",
+        extra: Sequence[str] = (),
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        super().__init__(
+            f"service-{backend}",
+            [
+                sys.executable,
+                "-m",
+                "reference_system.serving.serve",
+                backend,
+                "--port",
+                str(self.port),
+                "--host",
+                LOOPBACK,
+                "--profile",
+                profile,
+                *extra,
+            ],
+            ready=http_ok(f"{self.url}/healthz"),
+            start_timeout_s=start_timeout_s,
+        )
