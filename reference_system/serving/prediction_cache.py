@@ -1,0 +1,311 @@
+"""Cache-aside in front of inference: look texts up in Redis, infer only the misses, write back.
+
+    client = connect(server.url)                      # 20 ms timeouts, no retries
+    cache = PredictionCache(client, model_version="minilm-int8-3f2a")
+    cached = cache.get_many(texts)                    # one MGET
+    todo = [t for t, c in zip(texts, cached) if c is None]
+    prediction = predictor.predict(todo)
+    cache.put_many(todo, prediction.labels, prediction.logits)   # one pipelined round trip
+
+Keys are ``sentiment:{model_version}:{sha256(normalise(text))[:32 hex]}``: a new model
+version never reads the old one's answers. Values are 9 bytes, ``struct`` ``<Bff`` (label,
+logit 0, logit 1 as float32), never pickle: a cache must not be a code-execution channel.
+
+The cache fails open. Any Redis error or timeout turns a lookup into all-misses and a write
+into nothing, is counted, and opens a circuit for ``cooldown_s``: while it is open Redis is not
+called at all, so a dead or stalled Redis costs one timeout per cooldown, not one per request.
+The first call after the cooldown is the probe; its success closes the circuit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+import time
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, SupportsFloat, SupportsInt
+
+if TYPE_CHECKING:
+    import redis
+
+KEY_PREFIX = "sentiment"
+FORMAT_VERSION = 1
+# Format 1: label (uint8), logit 0 and logit 1 (little-endian float32). A layout change must
+# change the length or FORMAT_VERSION's key space; decode() rejects any other length.
+_VALUE = struct.Struct("<Bff")
+VALUE_SIZE = _VALUE.size  # 9
+NUM_LABELS = 2
+
+
+class CacheFormatError(ValueError):
+    """A cached value is not in the format this code writes."""
+
+
+@dataclass(frozen=True)
+class CachedPrediction:
+    """One cached answer: the label and both logits, at float32 precision."""
+
+    label: int
+    logits: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class CacheMetrics:
+    """A snapshot of the cache's counters.
+
+    ``hits``/``misses`` count texts (a text returned as a miss because Redis failed or the
+    circuit was open is a miss: the caller must infer it). ``errors`` counts failed round
+    trips, ``skipped_while_open`` calls that did not touch Redis because the circuit was open,
+    ``corrupt`` values that failed :func:`decode`. ``degraded`` is True from a failure until a
+    call succeeds again.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    skipped_while_open: int = 0
+    corrupt: int = 0
+    degraded: bool = False
+    last_error: str = ""
+
+    @property
+    def hit_rate(self) -> float:
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else 0.0
+
+
+def normalise(text: str) -> str:
+    """The text as the cache sees it: NFKC, stripped, inner whitespace runs as one space,
+    lowercased.
+
+    The model (all-MiniLM-L6-v2) is uncased — its tokenizer lowercases and splits on
+    whitespace itself — so lowercasing and collapsing ordinary whitespace never change a
+    prediction; they only raise the hit rate. NFKC folds compatibility forms (full-width
+    letters, ligatures such as "ﬁ") to their plain equivalents, which the tokenizer may encode
+    differently; we accept that: they mean the same text.
+
+    >>> normalise("  A  Fine\\tFILM ")
+    'a fine film'
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).split()).lower()
+
+
+def cache_key(model_version: str, text: str) -> str:
+    """``sentiment:{model_version}:{first 32 hex of sha256(normalise(text))}``.
+
+    128 bits of hash: collisions are not a practical concern, and the key length is fixed
+    whatever the text's length.
+
+    >>> cache_key("v1", "a fine film") == cache_key("v1", "  A  Fine FILM ")
+    True
+    """
+    digest = hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()[:32]
+    return f"{KEY_PREFIX}:{model_version}:{digest}"
+
+
+def encode(label: SupportsInt, logits: Iterable[SupportsFloat]) -> bytes:
+    """9 bytes: ``struct.pack("<Bff", label, logit0, logit1)``.
+
+    >>> len(encode(1, (-0.5, 2.25)))
+    9
+    """
+    label_int = int(label)
+    pair = [float(x) for x in logits]
+    if not 0 <= label_int < NUM_LABELS:
+        raise ValueError(f"label must be in 0..{NUM_LABELS - 1}, got {label_int}")
+    if len(pair) != NUM_LABELS:
+        raise ValueError(f"expected {NUM_LABELS} logits, got {len(pair)}: {pair!r}")
+    return _VALUE.pack(label_int, pair[0], pair[1])
+
+
+def decode(value: bytes) -> CachedPrediction:
+    """The inverse of :func:`encode`; raises :class:`CacheFormatError` on anything else.
+
+    >>> decode(encode(1, (-0.5, 2.25)))
+    CachedPrediction(label=1, logits=(-0.5, 2.25))
+    """
+    if len(value) != VALUE_SIZE:
+        raise CacheFormatError(
+            f"cached value is {len(value)} bytes, format {FORMAT_VERSION} is {VALUE_SIZE} "
+            f"(<Bff): written by other code or another format version; it is treated as a "
+            f"miss and will be overwritten"
+        )
+    label, logit0, logit1 = _VALUE.unpack(value)
+    if label >= NUM_LABELS:
+        raise CacheFormatError(f"cached label {label} is not in 0..{NUM_LABELS - 1}")
+    return CachedPrediction(label=label, logits=(logit0, logit1))
+
+
+def connect(url: str, timeout_s: float = 0.02) -> redis.Redis:
+    """A redis-py client for a cache on the latency path: short timeouts, no retries.
+
+    redis-py 8's default client retries a failed command 10 times with backoff: against a
+    Redis that is down, one GET takes ~4 s instead of failing in under a millisecond. Here a
+    connect or read that exceeds ``timeout_s`` fails once and the cache fails open.
+
+    >>> client = connect("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+    """
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+class PredictionCache:
+    """Cache-aside for sentiment predictions, failing open with a circuit breaker.
+
+    Thread-safe: the counters and the circuit sit behind a lock, and redis-py's client draws
+    connections from a thread-safe pool.
+
+    >>> cache = PredictionCache(connect(url), "minilm-int8-3f2a", ttl_s=3600)  # doctest: +SKIP
+    >>> cache.get_many(["a fine film"])  # doctest: +SKIP
+    [None]
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        model_version: str,
+        *,
+        ttl_s: int = 3600,
+        cooldown_s: float = 1.0,
+    ) -> None:
+        if not model_version or any(c.isspace() for c in model_version):
+            raise ValueError(
+                f"model_version must be non-empty without whitespace, got {model_version!r}"
+            )
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError(
+                "PredictionCache needs a client with decode_responses=False: its values are "
+                "binary. Build the client with connect(url)."
+            )
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s <= 0:
+            raise ValueError(f"ttl_s must be a positive int of seconds, got {ttl_s!r}")
+        if cooldown_s < 0:
+            raise ValueError(f"cooldown_s must be >= 0, got {cooldown_s!r}")
+        from redis.exceptions import RedisError
+
+        # What fails open: every redis-py error (connection, timeout, response) and raw socket
+        # errors. Anything else is a bug in the caller or here and propagates.
+        self._redis_failures: tuple[type[BaseException], ...] = (RedisError, OSError)
+        self.client, self.model_version = client, model_version
+        self.ttl_s, self.cooldown_s = ttl_s, cooldown_s
+        self._lock = threading.Lock()
+        self._hits = self._misses = self._errors = self._skipped = self._corrupt = 0
+        self._last_error = ""
+        self._open_until: float | None = None  # monotonic seconds; None: circuit closed
+        self._probing = False
+
+    def key(self, text: str) -> str:
+        return cache_key(self.model_version, text)
+
+    def get_many(self, texts: Sequence[str]) -> list[CachedPrediction | None]:
+        """One MGET for all texts; ``None`` where a text is not cached (or Redis failed)."""
+        if not texts:
+            return []
+        if not self._admit():
+            self._count(misses=len(texts))
+            return [None] * len(texts)
+        try:
+            raw = self.client.mget([self.key(t) for t in texts])
+        except self._redis_failures as exc:
+            self._failed(exc)
+            self._count(misses=len(texts))
+            return [None] * len(texts)
+        self._succeeded()
+        results: list[CachedPrediction | None] = []
+        corrupt = 0
+        for value in raw:
+            prediction = None
+            if isinstance(value, bytes):
+                try:
+                    prediction = decode(value)
+                except CacheFormatError:
+                    corrupt += 1
+            results.append(prediction)
+        hits = sum(r is not None for r in results)
+        self._count(hits=hits, misses=len(results) - hits, corrupt=corrupt)
+        return results
+
+    def put_many(
+        self,
+        texts: Sequence[str],
+        labels: Iterable[SupportsInt],
+        logits: Iterable[Iterable[SupportsFloat]],
+    ) -> None:
+        """Store each text's label and logits with ``SET key value EX ttl_s``, pipelined into
+        one round trip. Accepts ``Prediction.labels``/``.logits`` arrays as they are."""
+        label_list, logit_list = list(labels), list(logits)
+        if not len(texts) == len(label_list) == len(logit_list):
+            raise ValueError(
+                f"put_many needs one label and one logit pair per text; got {len(texts)} "
+                f"texts, {len(label_list)} labels, {len(logit_list)} logit pairs"
+            )
+        values = [encode(label, pair) for label, pair in zip(label_list, logit_list, strict=True)]
+        if not values or not self._admit():
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for text, value in zip(texts, values, strict=True):
+                pipe.set(self.key(text), value, ex=self.ttl_s)
+            pipe.execute()
+        except self._redis_failures as exc:
+            self._failed(exc)
+            return
+        self._succeeded()
+
+    @property
+    def metrics(self) -> CacheMetrics:
+        with self._lock:
+            return CacheMetrics(
+                hits=self._hits,
+                misses=self._misses,
+                errors=self._errors,
+                skipped_while_open=self._skipped,
+                corrupt=self._corrupt,
+                degraded=self._open_until is not None,
+                last_error=self._last_error,
+            )
+
+    def _admit(self) -> bool:
+        """May this call use Redis? No while the circuit is open or another call is probing."""
+        with self._lock:
+            if self._open_until is None:
+                return True
+            if self._probing or time.monotonic() < self._open_until:
+                self._skipped += 1
+                return False
+            self._probing = True  # half-open: this call is the one probe
+            return True
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._open_until = time.monotonic() + self.cooldown_s
+            self._probing = False
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            self._open_until = None
+            self._probing = False
+
+    def _count(self, *, hits: int = 0, misses: int = 0, corrupt: int = 0) -> None:
+        with self._lock:
+            self._hits += hits
+            self._misses += misses
+            self._corrupt += corrupt
+
+    def __repr__(self) -> str:
+        return f"PredictionCache(model_version={self.model_version!r}, {self.metrics})"
