@@ -26,9 +26,9 @@ SLO_MARKER = (
     "slo(p50_ms=None, p90_ms=None, p95_ms=None, p99_ms=None, p999_ms=None, max_ms=None, "
     "cold_start_ms=None, min_rps=None, max_error_rate=0, confidence=0.95, warmup='auto', "
     "min_samples=None, max_samples=None, max_time_s=None, concurrency=1, rate_rps=None, "
-    "arrivals='poisson', gc='off', budget=None): a latency SLO that the `latency` fixture measures and "
-    "enforces with stated confidence; a bare @pytest.mark.slo only tags a test for -m slo. "
-    "Example: "
+    "arrivals='poisson', gc='off', budget=None): a latency SLO that the `latency` fixture "
+    "measures and enforces with stated confidence; a bare @pytest.mark.slo only tags a test "
+    "for -m slo. Example: "
     "@pytest.mark.slo(p99_ms=10, p50_ms=4) def test_fast(latency): latency(fn)"
 )
 

@@ -219,8 +219,11 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
         if spans is None or not len(spans):
             missing_stages.append(stage_name)
             continue
-        rows.append(_percentile_row(f"{stage_name}.p99", 0.99, budget_ms, np.sort(spans),
-                                    alpha, confidence, look))
+        rows.append(
+            _percentile_row(
+                f"{stage_name}.p99", 0.99, budget_ms, np.sort(spans), alpha, confidence, look
+            )
+        )
 
     if spec.max_ms is not None:
         observed = _ms(int(ordered[-1])) if ordered is not None else None

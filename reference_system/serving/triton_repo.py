@@ -207,11 +207,13 @@ def write_model_repository(
         + _io_block(ragged=True)
         + _batching_block(dynamic_batching, preferred_batch_sizes, max_queue_delay_us)
         + f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]\n"
-        + _parameters_block({
-            "onnx_file": "model.onnx",
-            "intra_op_threads": str(intra_op_threads),
-            "allow_spinning": "1" if allow_spinning else "0",
-        })
+        + _parameters_block(
+            {
+                "onnx_file": "model.onnx",
+                "intra_op_threads": str(intra_op_threads),
+                "allow_spinning": "1" if allow_spinning else "0",
+            }
+        )
     )
     (model_dir / "config.pbtxt").write_text(config)
     return Path(root)
