@@ -75,41 +75,33 @@ def pytest_report_header(config: pytest.Config) -> str:
     return config.stash[SETTINGS_KEY].header()
 
 
+def _marker_kwargs(item: pytest.Item, name: str, example: str) -> dict[str, Any]:
+    """Keywords of every `name` marker on the item, module first, nearest last (nearer wins)."""
+    merged: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers(name))):
+        if mark.args:
+            raise SpecError(
+                f"positional arguments {mark.args!r} are not accepted; use keywords, "
+                f"e.g. @pytest.mark.{name}({example})"
+            )
+        merged.update(mark.kwargs)
+    return merged
+
+
 def marker_spec(item: pytest.Item) -> Spec | None:
     """Merge every ``slo`` marker on the item (module, class, function; nearer wins).
 
     A bare ``@pytest.mark.slo`` (no keywords anywhere) only tags the test for ``-m slo``.
     """
-    markers = list(item.iter_markers("slo"))
-    if not markers:
-        return None
-    merged: dict[str, Any] = {}
-    for mark in reversed(markers):
-        if mark.args:
-            raise SpecError(
-                f"positional arguments {mark.args!r} are not accepted; use keywords, "
-                "e.g. @pytest.mark.slo(p99_ms=10)"
-            )
-        merged.update(mark.kwargs)
-    if not merged:
-        return None
-    return Spec.from_kwargs(**merged)
+    merged = _marker_kwargs(item, "slo", "p99_ms=10")
+    return Spec.from_kwargs(**merged) if merged else None
 
 
 def accuracy_spec(item: pytest.Item) -> AccuracySpec | None:
     """Merge every ``accuracy`` marker on the item (nearer wins)."""
-    markers = list(item.iter_markers("accuracy"))
-    if not markers:
+    if item.get_closest_marker("accuracy") is None:
         return None
-    merged: dict[str, Any] = {}
-    for mark in reversed(markers):
-        if mark.args:
-            raise SpecError(
-                f"positional arguments {mark.args!r} are not accepted; use "
-                "keywords, e.g. @pytest.mark.accuracy(max_drop=0.01)"
-            )
-        merged.update(mark.kwargs)
-    return AccuracySpec.from_kwargs(**merged)
+    return AccuracySpec.from_kwargs(**_marker_kwargs(item, "accuracy", "max_drop=0.01"))
 
 
 def _collection_error(item: pytest.Item, message: str) -> BaseException:

@@ -41,6 +41,17 @@ class SpecError(ValueError):
     """A marker keyword or `Spec` field has a value that cannot be measured or decided."""
 
 
+def _check_known(cls: type, kwargs: Mapping[str, Any]) -> None:
+    """Refuse keywords that are not fields of `cls`, listing the valid ones."""
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise SpecError(
+            f"unknown keyword{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+
+
 def _metric_label(key: str) -> str:
     return key.removesuffix("_ms")
 
@@ -90,13 +101,7 @@ class Spec:
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Spec:
         """Build from marker keywords, rejecting unknown ones with the list of valid ones."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            raise SpecError(
-                f"unknown keyword{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(k) for k in unknown)}; valid: {', '.join(sorted(valid))}"
-            )
+        _check_known(cls, kwargs)
         return cls(**kwargs)
 
     def merged(self, overrides: Mapping[str, Any] | Spec | None) -> Spec:
@@ -105,10 +110,7 @@ class Spec:
             return self
         if isinstance(overrides, Spec):
             overrides = overrides.explicit()
-        valid = {f.name for f in fields(Spec)}
-        unknown = sorted(set(overrides) - valid)
-        if unknown:
-            raise SpecError(f"unknown keyword(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        _check_known(Spec, overrides)
         return replace(self, **dict(overrides))
 
     def explicit(self) -> dict[str, Any]:
@@ -304,11 +306,5 @@ class AccuracySpec:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> AccuracySpec:
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            raise SpecError(
-                f"unknown keyword(s) {', '.join(map(repr, unknown))}; valid: "
-                f"{', '.join(sorted(valid))}"
-            )
+        _check_known(cls, kwargs)
         return cls(**kwargs)
