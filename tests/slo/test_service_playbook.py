@@ -178,12 +178,19 @@ def test_optimised_p99_is_lower_than_the_baseline_in_the_same_run(
 @pytest.mark.slo(
     p99_ms=50,
     rate_rps=OFFERED_RPS,
-    max_time_s=60,
+    min_samples=700,  # per-stage p99 upper bounds that one scheduler stall cannot decide
+    max_time_s=90,
     # The playbook's budget shape, sized for this host: on 2 shared cores any stage can be
     # preempted for a scheduler slice, so per-stage p99s carry a few ms of stall each.
-    budget={"inference": 30, "cache": 10, "tokenise": 10, "postprocess": 10, "transport": 20},
+    budget={"inference": 40, "cache": 10, "tokenise": 10, "postprocess": 10, "transport": 25},
 )
-def test_latency_budget_of_the_optimised_path(latency, service_url, client_for):
-    result = latency(client_for(service_url, repeat_ratio=0.0), name="budget")
+def test_latency_budget_of_the_optimised_path(latency, service_url, review_texts):
+    # Texts the cache has never seen, so every request passes through every stage.
+    unique = (f"{text} [budget {i}]" for i, text in enumerate(itertools.cycle(review_texts)))
+    client = Client(service_url, unique)
+    try:
+        result = latency(client, name="budget")
+    finally:
+        client.close()
     p50 = {name: s["p50"] for name, s in result.stages_ms.items()}
     assert max(p50, key=lambda k: p50[k]) == "inference", p50
