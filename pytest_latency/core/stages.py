@@ -3,13 +3,12 @@
 Wrap each stage of a pipeline in `stage`; spans are recorded only while a measurement's timed
 blocks run (never in warm-up, never outside a test), so production code can keep the calls::
 
-    from pytest_latency import stage
-
-    def handle(text):
-        with stage("tokenise"):
-            ids = tokenizer(text)
-        with stage("inference"):
-            return model(ids)
+    >>> from pytest_latency import stage
+    >>> def handle(text):
+    ...     with stage("tokenise"):
+    ...         ids = tokenizer(text)
+    ...     with stage("inference"):
+    ...         return model(ids)
 
 Stages measured elsewhere (say, by a server that reports ``Server-Timing``) are added with
 ``record_stage("inference", duration_ns)``. ``@pytest.mark.slo(budget={"inference": 25,
