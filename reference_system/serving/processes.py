@@ -151,3 +151,42 @@ class ManagedProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ServerBase:
+    """What every managed server exposes: `process` (its `ManagedProcess`), `pid`, `tmpdir`,
+    `log_path`, and use as a context manager. Subclasses define `start()`, `stop()` and
+    `process`."""
+
+    @property
+    def process(self) -> ManagedProcess:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @property
+    def tmpdir(self) -> Path:
+        return self.process.tmpdir
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

