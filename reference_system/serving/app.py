@@ -108,8 +108,56 @@ class BaselineBackend:
         self.predictor.close()
 
 
+class _Pending:
+    """One request on its way through the optimised path: what the cache answered, what is
+    left for the model, and the stage timings."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.texts = texts
+        self.timings: dict[str, float] = {}
+        n = len(texts)
+        self.labels: list[int] = [0] * n
+        self.logits = np.zeros((n, 2), dtype=np.float32)
+        self.cached = [False] * n
+        self.misses = list(range(n))
+
+    def take_hits(self, found: Sequence[Any]) -> None:
+        for i, hit in enumerate(found):
+            if hit is not None:
+                self.labels[i] = int(hit.label)
+                self.logits[i] = hit.logits
+                self.cached[i] = True
+        self.misses = [i for i in range(len(self.texts)) if not self.cached[i]]
+
+    @property
+    def miss_texts(self) -> list[str]:
+        return [self.texts[i] for i in self.misses]
+
+    def take_inference(self, out: npt.NDArray[np.float32]) -> None:
+        self.logits[self.misses] = out
+        for j, i in enumerate(self.misses):
+            self.labels[i] = int(out[j].argmax())
+
+    def answer(self, counters: _Counters) -> Answer:
+        with _span(self.timings, "postprocess"):
+            scores = _softmax_positive(self.logits)
+        n, missed = len(self.texts), len(self.misses)
+        counters.add(requests=1, texts=n, cache_hits=n - missed, cache_misses=missed)
+        return Answer(self.labels, scores, self.cached, self.timings)
+
+
+def _metrics(name: str, counters: _Counters, cache: Any | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": name, **counters.snapshot()}
+    if cache is not None:
+        m = cache.metrics
+        out["cache"] = m if isinstance(m, dict) else getattr(m, "__dict__", str(m))
+    return out
+
+
 class OptimisedBackend:
-    """Tokenise -> cache (Redis, cache-aside, fail-open) -> Triton gRPC (INT8) for the misses."""
+    """Tokenise -> cache (Redis, cache-aside, fail-open) -> Triton gRPC (INT8) for the misses.
+    Blocking clients; FastAPI runs it in its thread pool. :class:`AsyncOptimisedBackend` is the
+    one the service deploys."""
 
     def __init__(
         self,
@@ -125,49 +173,85 @@ class OptimisedBackend:
         self._counters = _Counters()
 
     def predict(self, texts: Sequence[str]) -> Answer:
-        timings: dict[str, float] = {}
-        n = len(texts)
-        labels: list[int | None] = [None] * n
-        logits = np.zeros((n, 2), dtype=np.float32)
-        cached = [False] * n
+        p = _Pending(texts)
         if self.cache is not None:
-            with _span(timings, "cache"):
-                found = self.cache.get_many(texts)
-            for i, hit in enumerate(found):
-                if hit is not None:
-                    labels[i] = int(hit.label)
-                    logits[i] = hit.logits
-                    cached[i] = True
-        misses = [i for i in range(n) if not cached[i]]
-        if misses:
-            with _span(timings, "tokenise"):
-                feeds = self.encode([texts[i] for i in misses])
-            with _span(timings, "inference"):
+            with _span(p.timings, "cache"):
+                p.take_hits(self.cache.get_many(texts))
+        if p.misses:
+            with _span(p.timings, "tokenise"):
+                feeds = self.encode(p.miss_texts)
+            with _span(p.timings, "inference"):
                 out = self.infer(feeds)
-            logits[misses] = out
-            for j, i in enumerate(misses):
-                labels[i] = int(out[j].argmax())
+            p.take_inference(out)
             if self.cache is not None:
-                with _span(timings, "cache"):
-                    self.cache.put_many(
-                        [texts[i] for i in misses], [labels[i] for i in misses], out
-                    )
-        with _span(timings, "postprocess"):
-            scores = _softmax_positive(logits)
-        hits = n - len(misses)
-        self._counters.add(requests=1, texts=n, cache_hits=hits, cache_misses=len(misses))
-        return Answer([int(x) for x in labels if x is not None], scores, cached, timings)
+                with _span(p.timings, "cache"):
+                    self.cache.put_many(p.miss_texts, [p.labels[i] for i in p.misses], out)
+        return p.answer(self._counters)
 
     def metrics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.name, **self._counters.snapshot()}
-        if self.cache is not None:
-            m = self.cache.metrics
-            out["cache"] = m if isinstance(m, dict) else getattr(m, "__dict__", str(m))
-        return out
+        return _metrics(self.name, self._counters, self.cache)
 
     def close(self) -> None:
         if self._close is not None:
             self._close()
+
+
+class AsyncOptimisedBackend:
+    """The same path on asyncio: ``redis.asyncio`` and ``tritonclient.grpc.aio``, awaited on
+    uvicorn's event loop: no thread-pool hop per request. (On the 2-core development VM it
+    measured the same as the blocking variant, 13.8 vs 13.6 ms p50 for misses at 20 rps:
+    there the cores, not the front, set the pace.)
+
+    The clients are made by `connect` inside the running loop (gRPC's asyncio channel belongs
+    to the loop that made it), at application start-up.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[Sequence[str]], dict[str, npt.NDArray[np.int64]]],
+        connect: Callable[[], tuple[Any, Any | None]],
+        *,
+        name: str = "ort-int8-dynamic@triton",
+    ) -> None:
+        self.encode, self._connect, self.name = encode, connect, name
+        self.triton: Any = None
+        self.cache: Any | None = None
+        self._counters = _Counters()
+
+    async def start(self) -> None:
+        self.triton, self.cache = self._connect()
+
+    async def predict(self, texts: Sequence[str]) -> Answer:
+        if self.triton is None:
+            raise RuntimeError("AsyncOptimisedBackend.start() was not awaited")
+        p = _Pending(texts)
+        if self.cache is not None:
+            with _span(p.timings, "cache"):
+                p.take_hits(await self.cache.get_many(texts))
+        if p.misses:
+            with _span(p.timings, "tokenise"):
+                feeds = self.encode(p.miss_texts)  # ~0.2 ms of Rust: not worth a thread hop
+            with _span(p.timings, "inference"):
+                out = await self.triton.infer(feeds)
+            p.take_inference(out)
+            if self.cache is not None:
+                with _span(p.timings, "cache"):
+                    await self.cache.put_many(p.miss_texts, [p.labels[i] for i in p.misses], out)
+        return p.answer(self._counters)
+
+    def metrics(self) -> dict[str, Any]:
+        return _metrics(self.name, self._counters, self.cache)
+
+    async def aclose(self) -> None:
+        if self.triton is not None:
+            await self.triton.close()
+            self.triton = None
+        if self.cache is not None:
+            await self.cache.aclose()
+            self.cache = None
+
+    def close(self) -> None:  # the Backend protocol; the app awaits aclose() instead
+        pass
 
 
 class PredictRequest(BaseModel):
@@ -183,32 +267,57 @@ class PredictResponse(BaseModel):
     cached: list[bool]
 
 
-def create_app(backend: Backend) -> FastAPI:
-    """The FastAPI application around `backend`."""
+def _check_texts(texts: Sequence[str]) -> None:
+    for i, text in enumerate(texts):
+        if not text.strip() or len(text) > MAX_CHARS:
+            raise HTTPException(
+                status_code=422,
+                detail=f"texts[{i}] has {len(text)} characters; each text needs 1 to "
+                f"{MAX_CHARS} non-blank characters",
+            )
+
+
+def _respond(backend: Any, answer: Answer, response: Response) -> PredictResponse:
+    response.headers["Server-Timing"] = ", ".join(
+        f"{k};dur={v:.3f}" for k, v in answer.timings_ms.items()
+    )
+    return PredictResponse(
+        model=backend.name, labels=answer.labels, scores=answer.scores, cached=answer.cached
+    )
+
+
+def create_app(backend: Backend | AsyncOptimisedBackend) -> FastAPI:
+    """The FastAPI application around `backend`. A blocking backend's ``predict`` runs in the
+    thread pool (``def`` route); an asyncio one's is awaited on the loop (``async def``)."""
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
+        if isinstance(backend, AsyncOptimisedBackend):
+            await backend.start()
         yield
-        backend.close()  # close clients before their servers go away
+        # close clients before their servers go away
+        if isinstance(backend, AsyncOptimisedBackend):
+            await backend.aclose()
+        else:
+            backend.close()
 
     app = FastAPI(title="sentiment", docs_url=None, redoc_url=None, lifespan=lifespan)
 
-    @app.post("/predict", response_model=PredictResponse)
-    def predict(request: PredictRequest, response: Response) -> PredictResponse:
-        for i, text in enumerate(request.texts):
-            if not text.strip() or len(text) > MAX_CHARS:
-                raise HTTPException(
-                    status_code=422,
-                    detail=f"texts[{i}] has {len(text)} characters; each text needs 1 to "
-                    f"{MAX_CHARS} non-blank characters",
-                )
-        answer = backend.predict(request.texts)
-        response.headers["Server-Timing"] = ", ".join(
-            f"{k};dur={v:.3f}" for k, v in answer.timings_ms.items()
-        )
-        return PredictResponse(
-            model=backend.name, labels=answer.labels, scores=answer.scores, cached=answer.cached
-        )
+    if isinstance(backend, AsyncOptimisedBackend):
+        running = backend
+
+        @app.post("/predict", response_model=PredictResponse)
+        async def predict_async(request: PredictRequest, response: Response) -> PredictResponse:
+            _check_texts(request.texts)
+            return _respond(running, await running.predict(request.texts), response)
+
+    else:
+        blocking = backend
+
+        @app.post("/predict", response_model=PredictResponse)
+        def predict(request: PredictRequest, response: Response) -> PredictResponse:
+            _check_texts(request.texts)
+            return _respond(blocking, blocking.predict(request.texts), response)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

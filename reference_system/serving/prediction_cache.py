@@ -26,10 +26,11 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, SupportsFloat, SupportsInt
+from typing import TYPE_CHECKING, Any, SupportsFloat, SupportsInt
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
 KEY_PREFIX = "sentiment"
 FORMAT_VERSION = 1
@@ -162,20 +163,30 @@ def connect(url: str, timeout_s: float = 0.02) -> redis.Redis:
     )
 
 
-class PredictionCache:
-    """Cache-aside for sentiment predictions, failing open with a circuit breaker.
+def connect_async(url: str, timeout_s: float = 0.02) -> redis.asyncio.Redis:
+    """The ``redis.asyncio`` client with :func:`connect`'s settings (short timeouts, no
+    retries), for :class:`AsyncPredictionCache`."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
-    Thread-safe: the counters and the circuit sit behind a lock, and redis-py's client draws
-    connections from a thread-safe pool.
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
 
-    >>> cache = PredictionCache(connect(url), "minilm-int8-3f2a", ttl_s=3600)  # doctest: +SKIP
-    >>> cache.get_many(["a fine film"])  # doctest: +SKIP
-    [None]
-    """
+
+class _CacheCore:
+    """What the sync and asyncio caches share: validation, keys, (de)coding, counters and the
+    circuit breaker. Only the Redis round trips differ between the two."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Any,
         model_version: str,
         *,
         ttl_s: int = 3600,
@@ -187,8 +198,8 @@ class PredictionCache:
             )
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError(
-                "PredictionCache needs a client with decode_responses=False: its values are "
-                "binary. Build the client with connect(url)."
+                f"{type(self).__name__} needs a client with decode_responses=False: its values "
+                "are binary. Build the client with connect(url) or connect_async(url)."
             )
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s <= 0:
             raise ValueError(f"ttl_s must be a positive int of seconds, got {ttl_s!r}")
@@ -196,8 +207,8 @@ class PredictionCache:
             raise ValueError(f"cooldown_s must be >= 0, got {cooldown_s!r}")
         from redis.exceptions import RedisError
 
-        # What fails open: every redis-py error (connection, timeout, response) and raw socket
-        # errors. Anything else is a bug in the caller or here and propagates.
+        # What fails open: every redis-py error (connection, timeout, response) and socket
+        # errors (asyncio's TimeoutError is an OSError). Anything else propagates: a bug.
         self._redis_failures: tuple[type[BaseException], ...] = (RedisError, OSError)
         self.client, self.model_version = client, model_version
         self.ttl_s, self.cooldown_s = ttl_s, cooldown_s
@@ -210,20 +221,8 @@ class PredictionCache:
     def key(self, text: str) -> str:
         return cache_key(self.model_version, text)
 
-    def get_many(self, texts: Sequence[str]) -> list[CachedPrediction | None]:
-        """One MGET for all texts; ``None`` where a text is not cached (or Redis failed)."""
-        if not texts:
-            return []
-        if not self._admit():
-            self._count(misses=len(texts))
-            return [None] * len(texts)
-        try:
-            raw = self.client.mget([self.key(t) for t in texts])
-        except self._redis_failures as exc:
-            self._failed(exc)
-            self._count(misses=len(texts))
-            return [None] * len(texts)
-        self._succeeded()
+    def _decoded(self, raw: Sequence[Any]) -> list[CachedPrediction | None]:
+        """MGET's answer as predictions; counts hits, misses and corrupt values."""
         results: list[CachedPrediction | None] = []
         corrupt = 0
         for value in raw:
@@ -238,32 +237,19 @@ class PredictionCache:
         self._count(hits=hits, misses=len(results) - hits, corrupt=corrupt)
         return results
 
-    def put_many(
-        self,
+    @staticmethod
+    def _encoded(
         texts: Sequence[str],
         labels: Iterable[SupportsInt],
         logits: Iterable[Iterable[SupportsFloat]],
-    ) -> None:
-        """Store each text's label and logits with ``SET key value EX ttl_s``, pipelined into
-        one round trip. Accepts ``Prediction.labels``/``.logits`` arrays as they are."""
+    ) -> list[bytes]:
         label_list, logit_list = list(labels), list(logits)
         if not len(texts) == len(label_list) == len(logit_list):
             raise ValueError(
                 f"put_many needs one label and one logit pair per text; got {len(texts)} "
                 f"texts, {len(label_list)} labels, {len(logit_list)} logit pairs"
             )
-        values = [encode(label, pair) for label, pair in zip(label_list, logit_list, strict=True)]
-        if not values or not self._admit():
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for text, value in zip(texts, values, strict=True):
-                pipe.set(self.key(text), value, ex=self.ttl_s)
-            pipe.execute()
-        except self._redis_failures as exc:
-            self._failed(exc)
-            return
-        self._succeeded()
+        return [encode(label, pair) for label, pair in zip(label_list, logit_list, strict=True)]
 
     @property
     def metrics(self) -> CacheMetrics:
@@ -308,4 +294,103 @@ class PredictionCache:
             self._corrupt += corrupt
 
     def __repr__(self) -> str:
-        return f"PredictionCache(model_version={self.model_version!r}, {self.metrics})"
+        return f"{type(self).__name__}(model_version={self.model_version!r}, {self.metrics})"
+
+
+class PredictionCache(_CacheCore):
+    """Cache-aside for sentiment predictions, failing open with a circuit breaker.
+
+    Thread-safe: the counters and the circuit sit behind a lock, and redis-py's client draws
+    connections from a thread-safe pool.
+
+    >>> cache = PredictionCache(connect(url), "minilm-int8-3f2a", ttl_s=3600)  # doctest: +SKIP
+    >>> cache.get_many(["a fine film"])  # doctest: +SKIP
+    [None]
+    """
+
+    def get_many(self, texts: Sequence[str]) -> list[CachedPrediction | None]:
+        """One MGET for all texts; ``None`` where a text is not cached (or Redis failed)."""
+        if not texts:
+            return []
+        if not self._admit():
+            self._count(misses=len(texts))
+            return [None] * len(texts)
+        try:
+            raw = self.client.mget([self.key(t) for t in texts])
+        except self._redis_failures as exc:
+            self._failed(exc)
+            self._count(misses=len(texts))
+            return [None] * len(texts)
+        self._succeeded()
+        return self._decoded(raw)
+
+    def put_many(
+        self,
+        texts: Sequence[str],
+        labels: Iterable[SupportsInt],
+        logits: Iterable[Iterable[SupportsFloat]],
+    ) -> None:
+        """Store each text's label and logits with ``SET key value EX ttl_s``, pipelined into
+        one round trip. Accepts ``Prediction.labels``/``.logits`` arrays as they are."""
+        values = self._encoded(texts, labels, logits)
+        if not values or not self._admit():
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for text, value in zip(texts, values, strict=True):
+                pipe.set(self.key(text), value, ex=self.ttl_s)
+            pipe.execute()
+        except self._redis_failures as exc:
+            self._failed(exc)
+            return
+        self._succeeded()
+
+
+class AsyncPredictionCache(_CacheCore):
+    """The asyncio twin of :class:`PredictionCache` on ``redis.asyncio`` (same keys, values,
+    fail-open rules and circuit). Use it from one event loop; build the client with
+    :func:`connect_async`.
+
+    >>> cache = AsyncPredictionCache(connect_async(url), "minilm-int8-3f2a")  # doctest: +SKIP
+    >>> await cache.get_many(["a fine film"])  # doctest: +SKIP
+    [None]
+    """
+
+    async def get_many(self, texts: Sequence[str]) -> list[CachedPrediction | None]:
+        """One MGET for all texts; ``None`` where a text is not cached (or Redis failed)."""
+        if not texts:
+            return []
+        if not self._admit():
+            self._count(misses=len(texts))
+            return [None] * len(texts)
+        try:
+            raw = await self.client.mget([self.key(t) for t in texts])
+        except self._redis_failures as exc:
+            self._failed(exc)
+            self._count(misses=len(texts))
+            return [None] * len(texts)
+        self._succeeded()
+        return self._decoded(raw)
+
+    async def put_many(
+        self,
+        texts: Sequence[str],
+        labels: Iterable[SupportsInt],
+        logits: Iterable[Iterable[SupportsFloat]],
+    ) -> None:
+        """``SET key value EX ttl_s`` per text, pipelined into one round trip."""
+        values = self._encoded(texts, labels, logits)
+        if not values or not self._admit():
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for text, value in zip(texts, values, strict=True):
+                pipe.set(self.key(text), value, ex=self.ttl_s)
+            await pipe.execute()
+        except self._redis_failures as exc:
+            self._failed(exc)
+            return
+        self._succeeded()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

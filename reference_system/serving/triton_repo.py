@@ -173,9 +173,9 @@ def write_model_repository(
     max_batch_size: int = 32,
     dynamic_batching: bool = True,
     preferred_batch_sizes: Sequence[int] = (8, 16, 32),
-    max_queue_delay_us: int = 2000,
+    max_queue_delay_us: int = 0,
     instances: int = 1,
-    intra_op_threads: int = 1,
+    intra_op_threads: int = 2,
     allow_spinning: bool = False,
     version: str = "1",
 ) -> Path:
@@ -186,6 +186,11 @@ def write_model_repository(
     Requests carry ``input_ids``, ``attention_mask`` and ``token_type_ids`` (int64, shape
     ``(n, seq)``) and get ``logits`` (float32, ``(n, 2)``); requests of different sequence
     lengths are batched together (``allow_ragged_batch``) and padded in the model.
+
+    ``max_queue_delay_us`` is 0 here: on CPU a request that waits for batch-mates waits for
+    nothing when the load is light (measured: 2 ms of queue delay added ~2 ms to the p50 of a
+    cache miss at 20 rps), while requests that queue behind a running batch are still batched
+    together. GPU repositories keep a delay, where a bigger batch is nearly free.
 
     Example::
 

@@ -198,3 +198,55 @@ def test_latency_budget_of_the_optimised_path(latency, service_url, review_texts
         client.close()
     p50 = {name: s["p50"] for name, s in result.stages_ms.items()}
     assert max(p50, key=lambda k: p50[k]) == "inference", p50
+
+
+@pytest.fixture
+def stack_with_its_own_redis(
+    request: pytest.FixtureRequest, triton_grpc_url: str
+) -> Iterator[tuple[str, Any]]:
+    """An optimised front on the session's Triton with a Redis of its own, for a test that
+    kills that Redis mid-run. Skipped against external deployments: we cannot kill theirs."""
+    if request.config.getoption("--service-url") or request.config.getoption("--redis-url"):
+        pytest.skip("kills its own Redis mid-run; not run against an external --service-url")
+    from reference_system.serving.redis_server import RedisServer
+    from reference_system.serving.services import SentimentService
+
+    profile = request.config.getoption("--reference-profile")
+    with RedisServer() as redis_server:
+        extra = ["--triton-url", triton_grpc_url, "--redis-url", redis_server.url]
+        with SentimentService("optimised", profile=profile, extra=extra) as service:
+            yield service.url, redis_server
+
+
+# Fail open, under load: Redis is killed (SIGKILL, no goodbye) 10 s into an open-loop run, past
+# the 2 s warm-up, so about a third of the timed requests see it alive. Every request must
+# still be answered -- from the model -- with no errors and within the cache-miss p99 target,
+# and the front's metrics must say it ran degraded.
+@pytest.mark.slo(
+    p99_ms=100,
+    rate_rps=OFFERED_RPS,
+    warmup=40,
+    min_samples=700,
+    max_time_s=90,
+    max_error_rate=0.0,
+)
+def test_optimised_path_answers_from_the_model_when_redis_dies_mid_run(
+    latency, stack_with_its_own_redis, client_for
+):
+    import os
+    import signal
+
+    url, redis_server = stack_with_its_own_redis
+    client = client_for(url)
+    kill = threading.Timer(10.0, os.killpg, (redis_server.pid, signal.SIGKILL))
+    kill.start()
+    try:
+        result = latency(client, name="redis killed at 10 s")
+    finally:
+        kill.cancel()
+    assert not redis_server.running, "the run ended before Redis was killed"
+    assert result.errors == 0
+    metrics = httpx.get(f"{url}/metrics", timeout=5.0).json()
+    assert metrics["cache"]["errors"] >= 1, metrics
+    assert metrics["cache"]["degraded"] is True, metrics
+    assert "inference" in result.stages_ms
