@@ -295,7 +295,9 @@ class OpenLoopDriver(Driver):
             ]
             for f in futures:
                 f.result()
-        block.wall_ns = self.clock() - base
+        # A block of `count` arrivals stands for `count` inter-arrival gaps, but its first
+        # request starts at offset 0: add the mean gap back, or throughput reads too high.
+        block.wall_ns = self.clock() - base + int(1e9 / self.rate_rps)
         started = [(base + off, s) for off, s in zip(offsets, starts, strict=True) if s]
         # Requests whose time had come before the deadline but that no worker could start.
         block.not_issued = sum(
