@@ -213,6 +213,9 @@ class ResultChange:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "nodeid": self.nodeid,
+            "name": self.name,
+            "label": self.label,
             "classification": self.classification,
             "summary": self.summary(),
             "threshold": self.threshold,
@@ -227,7 +230,7 @@ def _x(value: float | None) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} ms"
+    return "-" if value is None else f"{value:.4g} ms"
 
 
 def compare_result(
