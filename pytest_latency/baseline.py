@@ -62,7 +62,9 @@ STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 def add_options(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
     for dest, flag, metavar, help_text in CI_OPTIONS:
-        group.addoption(flag, dest=dest, default=None, metavar=metavar, help=help_text)
+        # argparse %-formats option help (not ini help): "10%" must be written "10%%" there.
+        escaped = help_text.replace("%", "%%")
+        group.addoption(flag, dest=dest, default=None, metavar=metavar, help=escaped)
         parser.addini(dest, help_text, default=None)
     group.addoption(
         "--latency-compare-strict",
@@ -228,7 +230,8 @@ def check_regression(
     lines.append(
         f"baseline: {state.path}; threshold +/-{change.threshold:.0%} "
         "(--latency-fail-on-regression; a test's slo(regression=...) overrides it); bounds "
-        f"one-sided {change.confidence:.0%} each, error split over the compared percentiles"
+        f"one-sided {round(change.confidence * 100, 2):g}% each, error split over the "
+        "compared percentiles"
     )
     if state.differences:
         lines.append(

@@ -191,20 +191,20 @@ class ResultChange:
 
     def summary(self) -> str:
         """One sentence: the classification and why."""
-        pct = f"{self.confidence * 100:g}%"
+        pct = f"{round(self.confidence * 100, 2):g}%"
         band = f"{self.threshold:.0%}"
         if self.new:
             return f"NEW: {self.label} has no counterpart in the baseline; nothing to compare"
         if self.note:
             return f"INCONCLUSIVE: {self.note}"
-        worst = self.regressed or self.changes
-        c = worst[0]
+        shown = [c for c in self.changes if c.classification == self.classification]
+        c = (shown or list(self.changes))[0]
         bounds = f"bounds [{_x(c.lower)}, {_x(c.upper)}]"
         detail = (
             f"ratio {_x(c.ratio)}, {bounds}; {c.metric} {_ms(c.before_ms)} -> "
             f"{_ms(c.after_ms)}; n={c.n_before} vs {c.n_after}"
         )
-        if self.regressed:
+        if self.classification == REGRESSION:
             return (
                 f"REGRESSION: {c.metric} is slower than the baseline by more than {band} "
                 f"with {pct} confidence ({detail})"
@@ -226,7 +226,7 @@ class ResultChange:
 
 
 def _x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}x"
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def _ms(value: float | None) -> str:

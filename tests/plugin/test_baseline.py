@@ -40,7 +40,7 @@ def save_baseline(
 ) -> Path:
     """Run once with --latency-save, then scale the saved samples (`scales` by test name) and
     patch the environment."""
-    result = pytester.runpytest("--latency-save=saved.json", "-p", "no:randomly")
+    result = pytester.runpytest("--latency-save=saved.json")
     assert result.ret == 0, result.stdout.str()
     report = json.loads((pytester.path / "saved.json").read_text())
     for r in report["results"]:
@@ -50,6 +50,21 @@ def save_baseline(
     path = pytester.path / "base.json"
     path.write_text(json.dumps(report))
     return path
+
+
+def test_help_lists_the_ci_options_with_their_formats(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*--latency-save=PATH*",
+            "*--latency-compare=PATH*",
+            "*--latency-fail-on-regression=PCT*",
+            "*e.g. 10%*",
+            "*--latency-markdown=PATH*",
+            "*--latency-compare-strict*",
+        ]
+    )
 
 
 def test_save_writes_the_json_document_with_raw_samples_beside_latency_json(
