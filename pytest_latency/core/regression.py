@@ -272,7 +272,9 @@ class Baseline:
 
     results: Sequence[Mapping[str, Any]]
     environment: Mapping[str, Any] = field(default_factory=dict)
-    _index: dict[tuple[str, str], list[Mapping[str, Any]]] = field(default_factory=dict)
+    _index: dict[tuple[str, str], list[Mapping[str, Any]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         for r in self.results:
