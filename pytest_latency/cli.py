@@ -2,6 +2,7 @@
 
 pytest-latency show results.json        # the summary table, as pytest printed it
 pytest-latency show results.json -v     # plus every target's table and the environment
+pytest-latency compare before.json after.json --threshold 10%   # exit 1 on a regression
 """
 
 from __future__ import annotations
@@ -55,12 +56,85 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("-v", "--verbose", action="store_true", help="every target and the env")
     show.add_argument("--strict", action="store_true", help="exit 1 when any result is not PASS")
     show.set_defaults(func=_show)
+    _add_compare(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except ValueError as exc:
         print(f"pytest-latency: error: {exc}", file=sys.stderr)
         return 2
+
+
+# -- compare: two saved runs (kept in one block so other subcommands merge cleanly) --------
+
+
+def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    compare = sub.add_parser(
+        "compare",
+        help="compare two saved runs percentile by percentile; exit 1 on a regression",
+        description="Compare AFTER with BEFORE: per percentile a test targets (p50 and p99 "
+        "when none), the ratio after/before with confidence bounds, classified regression, "
+        "improvement, no change, inconclusive or new. Exit status: 0 no regression, "
+        "1 a regression, 2 bad input.",
+    )
+    compare.add_argument("before", help="the baseline: a file from --latency-save/--latency-json")
+    compare.add_argument(
+        "after", help="the run to judge: a file from --latency-save/--latency-json"
+    )
+    compare.add_argument(
+        "--threshold",
+        default="10%",
+        help="slowdown that counts as a regression, a percentage with a %% sign (default 10%%); "
+        "a test's slo(regression=...) still wins",
+    )
+    compare.add_argument(
+        "--confidence",
+        type=float,
+        default=None,
+        help="confidence of each bound, in (0, 1) (default: each result's own, usually 0.95)",
+    )
+    compare.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .core.regression import (
+        REGRESSION,
+        Baseline,
+        describe_differences,
+        env_differences,
+        parse_threshold,
+    )
+    from .report.changes import change_legend, change_table, counts
+
+    threshold = parse_threshold(args.threshold)
+    if args.confidence is not None and not 0 < args.confidence < 1:
+        raise ValueError(
+            f"--confidence {args.confidence!r} is not valid; expected a number strictly "
+            "between 0 and 1, e.g. 0.95"
+        )
+    before, after = load_report(args.before), load_report(args.after)
+    baseline = Baseline.from_report(before)
+    results = [r for r in after["results"] if not r.get("kind")]
+    changes = [
+        c.to_dict()
+        for c in baseline.compare(results, threshold=threshold, confidence=args.confidence)
+    ]
+    print(f"{args.after} vs {args.before}: {counts(changes)}")
+    diffs = env_differences(baseline.environment, after.get("environment") or {})
+    if diffs:
+        print(f"warning: the environments differ: {describe_differences(diffs)}")
+    missing = baseline.missing(results)
+    if missing:
+        print(f"{len(missing)} result(s) of {args.before} are not in {args.after}")
+    if changes:
+        print()
+        for line in change_table(changes):
+            print(line)
+        print()
+        confidences = {c["confidence"] for c in changes}
+        for line in change_legend(confidences.pop() if len(confidences) == 1 else None):
+            print(line)
+    return 1 if any(c["classification"] == REGRESSION for c in changes) else 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from .baseline import add_options as add_baseline_options
+from .baseline import check_regression
+from .baseline import configure as configure_baseline
 from .core.spec import AccuracySpec, Spec, SpecError
 from .settings import OPTIONS, Settings, resolve
 
@@ -26,9 +29,10 @@ SLO_MARKER = (
     "slo(p50_ms=None, p90_ms=None, p95_ms=None, p99_ms=None, p999_ms=None, max_ms=None, "
     "cold_start_ms=None, min_rps=None, max_error_rate=0, confidence=0.95, warmup='auto', "
     "min_samples=None, max_samples=None, max_time_s=None, concurrency=1, rate_rps=None, "
-    "arrivals='poisson', gc='off', budget=None): a latency SLO that the `latency` fixture "
-    "measures and enforces with stated confidence; a bare @pytest.mark.slo only tags a test "
-    "for -m slo. Example: "
+    "arrivals='poisson', gc='off', budget=None, regression=None): a latency SLO that the "
+    "`latency` fixture measures and enforces with stated confidence (regression: the slowdown "
+    "allowed against --latency-compare's baseline, a share); a bare @pytest.mark.slo only "
+    "tags a test for -m slo. Example: "
     "@pytest.mark.slo(p99_ms=10, p50_ms=4) def test_fast(latency): latency(fn)"
 )
 
@@ -49,6 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             flag, dest=dest, default=None, metavar=dest.split("_")[-1].upper(), help=help_text
         )
         parser.addini(dest, help_text, default=None)
+    add_baseline_options(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Workers inherit the controller's seed so a run is reproducible from its header.
     seed = int(workerinput["latency_seed"]) if workerinput else random.randrange(2**31)
     config.stash[SETTINGS_KEY] = resolve(config, seed)
+    configure_baseline(config)
     if workerinput is None:
         config.pluginmanager.register(LatencyReporter(config), "latency-reporter")
 
@@ -167,6 +173,9 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
         else:
             item.user_properties.extend(user_properties(result))
         store.append(data)
+        check_regression(
+            request.config, item, data, request.config.stash[SETTINGS_KEY].inconclusive
+        )
 
     fixture = LatencyFixture(
         marker_spec=spec,

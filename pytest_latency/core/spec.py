@@ -35,6 +35,7 @@ GcMode = Literal["off", "on"]
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_MAX_TIME_S = 30.0
 DEFAULT_MAX_SAMPLES = 200_000
+MAX_REGRESSION = 10.0  # an allowed slowdown of 1000 % is already no gate at all
 
 
 class SpecError(ValueError):
@@ -70,6 +71,10 @@ class Spec:
     (closed loop, default 1) or ``rate_rps`` (open loop) with ``arrivals``
     (``"poisson"`` or ``"constant"``), ``gc`` (``"off"`` inside timed blocks, or ``"on"``).
     ``None`` for a plan field means "use the session default" (see `Spec.resolved`).
+
+    ``regression`` (a share, e.g. ``0.05``) overrides ``--latency-fail-on-regression`` for this
+    test when a run is compared with a saved baseline (``--latency-compare``); it is not a
+    target of its own.
     """
 
     p50_ms: float | None = None
@@ -91,6 +96,7 @@ class Spec:
     arrivals: Arrivals | None = None
     gc: GcMode | None = None
     budget: Mapping[str, float] | None = None
+    regression: float | None = None
     seed: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -259,6 +265,12 @@ def _validate(spec: Spec) -> None:
         and spec.min_samples > spec.max_samples
     ):
         raise SpecError(f"min_samples={spec.min_samples} exceeds max_samples={spec.max_samples}")
+    reg = spec.regression
+    if reg is not None and (not _is_number(reg) or not 0 <= reg <= MAX_REGRESSION):
+        raise SpecError(
+            f"regression={reg!r} is not valid; expected the slowdown allowed against the "
+            f"baseline as a share in [0, {MAX_REGRESSION:g}], e.g. 0.05 for 5 %"
+        )
     if spec.seed is not None and (not isinstance(spec.seed, int) or isinstance(spec.seed, bool)):
         raise SpecError(f"seed={spec.seed!r} is not valid; expected an integer")
 

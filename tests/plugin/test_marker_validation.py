@@ -262,8 +262,8 @@ def test_markers_listing_shows_the_slo_signature_with_an_example(
         [
             "@pytest.mark.slo(p50_ms=None, *p99_ms=None, *max_error_rate=0, confidence=0.95, "
             "warmup='auto', *concurrency=1, rate_rps=None, arrivals='poisson', gc='off', "
-            "budget=None): a latency SLO *Example: @pytest.mark.slo(p99_ms=10, p50_ms=4) "
-            "def test_fast(latency): latency(fn)",
+            "budget=None, regression=None): a latency SLO *Example: "
+            "@pytest.mark.slo(p99_ms=10, p50_ms=4) def test_fast(latency): latency(fn)",
         ]
     )
 
