@@ -31,7 +31,13 @@ from reference_system.predictors import (
     PredictorBase,
 )
 
-__all__ = ["TENSORRT_INSTALL_COMMAND", "ShapeProfile", "TensorRTPredictor", "tensorrt_status"]
+__all__ = [
+    "TENSORRT_INSTALL_COMMAND",
+    "ShapeProfile",
+    "TensorRTPredictor",
+    "cuda_device_status",
+    "tensorrt_status",
+]
 
 TENSORRT_INSTALL_COMMAND = (
     "in a separate virtualenv (onnxruntime-gpu replaces onnxruntime): "
@@ -52,6 +58,25 @@ class ShapeProfile:
     def option(self, which: str) -> str:
         batch, seq = getattr(self, which)
         return ",".join(f"{name}:{batch}x{seq}" for name in _INPUTS)
+
+
+def cuda_device_status() -> str | None:
+    """``None`` when a CUDA device is visible here, else why not. ONNX Runtime's provider list
+    says what the package was built with, not whether a GPU exists, so look for the device."""
+    import shutil
+    import subprocess
+
+    if not Path("/dev/nvidiactl").exists():
+        return "no NVIDIA GPU on this machine (/dev/nvidiactl is absent)"
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"nvidia-smi failed: {exc}"
+        if listing.returncode != 0 or "GPU" not in listing.stdout:
+            return f"nvidia-smi -L lists no GPU: {(listing.stderr or listing.stdout).strip()}"
+    return None
 
 
 def tensorrt_status() -> str | None:

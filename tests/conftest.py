@@ -166,3 +166,17 @@ def service_url(
     extra = ["--triton-url", triton_grpc_url, "--redis-url", redis_url]
     with SentimentService("optimised", profile=profile, extra=extra) as service:
         yield service.url
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.gpu`` tests skip before their fixtures (no model build) without a GPU."""
+    if item.get_closest_marker("gpu") is None:
+        return
+    from reference_system.tensorrt import cuda_device_status
+
+    reason = cuda_device_status()
+    if reason is not None:
+        pytest.skip(
+            f"{reason}; on a GPU host run `tox -e gpu` (onnxruntime-gpu in its own env; "
+            "TensorRT: pip install --extra-index-url https://pypi.nvidia.com tensorrt)"
+        )
