@@ -63,6 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = resolve(config, seed)
     if workerinput is None:
         config.pluginmanager.register(LatencyReporter(config), "latency-reporter")
+    from . import progress
+
+    progress.configure(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -168,12 +171,15 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
             item.user_properties.extend(user_properties(result))
         store.append(data)
 
+    from .progress import live_progress
+
     fixture = LatencyFixture(
         marker_spec=spec,
         settings=request.config.stash[SETTINGS_KEY],
         nodeid=item.nodeid,
         record=record,
         fail=lambda message: pytest.fail(message, pytrace=False),
+        progress=live_progress(request.config, item.nodeid),
     )
     yield fixture
     fixture.close()

@@ -51,6 +51,11 @@ OPTIONS: list[tuple[str, str, str]] = [
         "--latency-json",
         "write every latency result, with raw samples and an environment fingerprint, to PATH",
     ),
+    (
+        "latency_progress",
+        "--latency-progress",
+        "live progress line while measuring: auto (default: on a terminal, not with -q), on, off",
+    ),
 ]
 
 
