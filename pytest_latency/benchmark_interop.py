@@ -1,4 +1,4 @@
-"""pytest-benchmark interop: ``slo`` markers decided on its timings.
+"""pytest-benchmark interop: ``slo`` gates on its timings, and its JSON format for our results.
 
 An ``@pytest.mark.slo`` on a test that uses pytest-benchmark's ``benchmark`` fixture (and not
 ``latency``) is decided on pytest-benchmark's own per-round times once the test body has run::
@@ -16,6 +16,9 @@ iterations=1)`` times single calls. The sample count is pytest-benchmark's round
 keywords are refused. Under ``--benchmark-disable`` (and under xdist, where pytest-benchmark
 disables itself) nothing is timed: the test keeps its own outcome and a warning says the SLO
 was not checked.
+
+``--latency-benchmark-json=PATH`` writes this run's latency results in the format of
+``pytest --benchmark-json`` (see `report.benchmark_json`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ def check_spec(spec: Spec) -> None:
 
 def configure(config: pytest.Config) -> None:
     config.pluginmanager.register(BenchmarkSlo(config), "latency-benchmark-slo")
+    path = config.getoption("latency_benchmark_json", None) or (
+        config.getini("latency_benchmark_json") or None
+    )
+    if path and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(BenchmarkJsonExport(config, path), "latency-benchmark-json")
 
 
 def rounds_result(
@@ -199,3 +207,32 @@ class BenchmarkSlo:
             from .fixture import PytestLatencyWarning
 
             warnings.warn(PytestLatencyWarning(message), stacklevel=1)
+
+
+class BenchmarkJsonExport:
+    """Controller-side: writes the results the latency reporter gathered, in
+    pytest-benchmark's JSON format, at the end of the session."""
+
+    def __init__(self, config: pytest.Config, path: str) -> None:
+        self.config = config
+        self.path = path
+        self.written = 0
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .report.benchmark_json import build_benchmark_json
+        from .report.json_report import write_report
+
+        reporter = self.config.pluginmanager.get_plugin("latency-reporter")
+        results = list(getattr(reporter, "results", ()))
+        report = build_benchmark_json(results, cwd=self.config.rootpath)
+        self.written = len(report["benchmarks"])
+        write_report(self.path, report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.config.getoption("verbose") > -2:
+            terminalreporter.write_line(
+                f"latency results in pytest-benchmark format ({self.written} benchmark(s)) "
+                f"written to {self.path}"
+            )

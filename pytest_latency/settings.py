@@ -56,6 +56,12 @@ OPTIONS: list[tuple[str, str, str]] = [
         "--latency-progress",
         "live progress line while measuring: auto (default: on a terminal, not with -q), on, off",
     ),
+    (
+        "latency_benchmark_json",
+        "--latency-benchmark-json",
+        "also write the latency results in pytest-benchmark's JSON format to PATH "
+        "(for pytest-benchmark compare)",
+    ),
 ]
 
 

@@ -1,9 +1,12 @@
 """pytest-benchmark interop: an ``slo`` marker on a ``benchmark`` test is decided on
-pytest-benchmark's own timings."""
+pytest-benchmark's own timings, and ``--latency-benchmark-json`` writes a file pytest-benchmark's
+tools load."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -189,3 +192,69 @@ def test_a_failing_benchmark_body_keeps_its_own_failure(pytester: pytest.Pyteste
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E       assert [1, 2] == [2, 1]"])
     assert "= latency:" not in result.stdout.str()
+
+
+def test_benchmark_json_export_loads_in_pytest_benchmark_compare(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_e="""
+        import time
+        import pytest
+
+        @pytest.mark.slo(p50_ms=50, warmup=5)
+        def test_sorted(latency):
+            latency(sorted, [3, 2, 1])
+
+        @pytest.mark.parametrize("delay", [0.001])
+        @pytest.mark.slo(p50_ms=50, warmup=0, min_samples=50)
+        def test_two(latency, delay):
+            latency(time.sleep, delay, name="sleep")
+            latency(sorted, [1], name="sort")
+
+        @pytest.mark.slo(p99_ms=50)
+        def test_bench(benchmark):
+            benchmark.pedantic(time.sleep, args=(0.001,), rounds=30)
+        """
+    )
+    result = pytester.runpytest(
+        "--latency-benchmark-json=out/bench.json", "--latency-inconclusive=pass"
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["latency results in pytest-benchmark format (4 benchmark(s)) written to out/bench.json"]
+    )
+    path = pytester.path / "out" / "bench.json"
+    doc = json.loads(path.read_text())
+    assert set(doc) == {"machine_info", "commit_info", "benchmarks", "datetime", "version"}
+    by_name = {b["fullname"]: b for b in doc["benchmarks"]}
+    assert sorted(by_name) == [
+        "test_e.py::test_bench",
+        "test_e.py::test_sorted",
+        "test_e.py::test_two[0.001]:sleep",
+        "test_e.py::test_two[0.001]:sort",
+    ]
+    sleep = by_name["test_e.py::test_two[0.001]:sleep"]
+    assert sleep["name"] == "test_two[0.001]:sleep" and sleep["param"] == "0.001"
+    assert sleep["stats"]["iterations"] == 1 and len(sleep["stats"]["data"]) == 50
+    assert 0.001 <= sleep["stats"]["min"] < 0.05  # seconds, as pytest-benchmark stores them
+    assert sleep["extra_info"]["latency"]["decision"] == "PASS"
+
+    # pytest-benchmark's own loader and its compare command accept the file.
+    from pytest_benchmark.logger import Logger
+    from pytest_benchmark.storage.file import FileStorage
+
+    storage = FileStorage(pytester.path / "out", logger=Logger(Logger.QUIET))
+    loaded = list(storage.load_benchmarks(str(path)))
+    assert sorted(b["fullname"] for b in loaded) == sorted(by_name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_benchmark", "compare", str(path), "--columns=min,max"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Failed to load" not in proc.stdout + proc.stderr
+    assert "benchmark: 4 tests" in proc.stdout
+    assert "test_two[0.001]:sleep" in proc.stdout and "test_bench" in proc.stdout
