@@ -64,7 +64,9 @@ def enabled(config: pytest.Config) -> bool:
         return False
     if mode == "on":
         return True
-    return bool(reporter.isatty()) and bool(reporter.hasmarkup) and reporter.verbosity >= 0
+    # `isatty` is a method since pytest 8.2 (a callable bool); a plain bool before.
+    isatty = reporter.isatty() if callable(reporter.isatty) else reporter.isatty
+    return bool(isatty) and bool(reporter.hasmarkup) and reporter.verbosity >= 0
 
 
 def live_progress(config: pytest.Config, nodeid: str) -> LiveProgress | None:
