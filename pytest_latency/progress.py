@@ -182,6 +182,8 @@ def format_progress(nodeid: str, p: Progress, width: int = 120) -> str:
         parts.append(f"{verdict.decision.value} so far")
     parts.append(f"{p.elapsed_s:.1f} s, <= {p.time_left_s:.1f} s left")
     line = " | ".join(parts)
-    if len(line) > width:  # keep the end (the numbers); shorten the test id
+    if len(line) > width:  # the test's own name is enough, then keep the numbers
+        line = " | ".join([f"latency {nodeid.rsplit('::', 1)[-1]}", *parts[1:]])
+    if len(line) > width:
         line = "..." + line[len(line) - width + 3 :]
     return line

@@ -203,4 +203,6 @@ def test_progress_text_names_the_binding_target_with_bounds_and_the_time_left() 
     assert text.startswith(f"latency t.py::test | n=1,392 look 2 | {binding.metric} ")
     assert " ms [" in text and f"vs {binding.target:g} ms" in text
     assert text.endswith("PASS so far | 3.1 s, <= 26.9 s left")
+    narrow = format_progress("tests/deep/dir/t.py::test_x", Progress(1, 0, None, 0, 1), 50)
+    assert narrow == "latency test_x | n=1 | 0.0 s, <= 1.0 s left"
     assert len(format_progress("t.py::" + "x" * 300, Progress(1, 0, None, 0, 1), 80)) == 80
