@@ -69,6 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
     configure_baseline(config)
     if workerinput is None:
         config.pluginmanager.register(LatencyReporter(config), "latency-reporter")
+    from . import benchmark_interop, progress
+
+    progress.configure(config)
+    benchmark_interop.configure(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -123,15 +127,26 @@ def _validate(item: pytest.Item) -> None:
     for marker, parse, fixture, key in checks:
         try:
             spec = parse(item)
+            if marker == "slo" and spec is not None and fixture not in fixtures:
+                from .benchmark_interop import BENCHMARK_FIXTURE, check_spec
+
+                if BENCHMARK_FIXTURE in fixtures:  # decided on pytest-benchmark's timings
+                    check_spec(spec)
+                    fixture = BENCHMARK_FIXTURE
         except SpecError as exc:
             raise _collection_error(item, f"invalid @pytest.mark.{marker}: {exc}") from None
         if spec is None:
             continue
         if fixture not in fixtures:
+            alternative = (
+                " (or time it with pytest-benchmark's `benchmark` fixture)"
+                if marker == "slo"
+                else ""
+            )
             raise _collection_error(
                 item,
                 f"marked @pytest.mark.{marker} but does not use the `{fixture}` fixture; "
-                "add it to the test's arguments and call it",
+                f"add it to the test's arguments and call it{alternative}",
             )
         item.stash[key] = spec
 
@@ -177,12 +192,15 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
             request.config, item, data, request.config.stash[SETTINGS_KEY].inconclusive
         )
 
+    from .progress import live_progress
+
     fixture = LatencyFixture(
         marker_spec=spec,
         settings=request.config.stash[SETTINGS_KEY],
         nodeid=item.nodeid,
         record=record,
         fail=lambda message: pytest.fail(message, pytrace=False),
+        progress=live_progress(request.config, item.nodeid),
     )
     yield fixture
     fixture.close()

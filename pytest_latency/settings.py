@@ -51,6 +51,17 @@ OPTIONS: list[tuple[str, str, str]] = [
         "--latency-json",
         "write every latency result, with raw samples and an environment fingerprint, to PATH",
     ),
+    (
+        "latency_progress",
+        "--latency-progress",
+        "live progress line while measuring: auto (default: on a terminal, not with -q), on, off",
+    ),
+    (
+        "latency_benchmark_json",
+        "--latency-benchmark-json",
+        "also write the latency results in pytest-benchmark's JSON format to PATH "
+        "(for pytest-benchmark compare)",
+    ),
 ]
 
 

@@ -56,13 +56,18 @@ DEFAULT_MIN_SAMPLES = 100  # floor of the first look unless min_samples says oth
 
 @dataclass(frozen=True)
 class Progress:
-    """Reported after every look: enough for a progress line."""
+    """Reported after every look and between timed blocks (never inside one): enough for a
+    progress line. ``verdict`` is the latest look's (``None`` before the first look);
+    ``next_look`` is the sample count of the next look; ``done`` marks the last report of a
+    measurement."""
 
     n: int
     look: int
-    verdict: Verdict
+    verdict: Verdict | None
     elapsed_s: float
     time_left_s: float
+    next_look: int = 0
+    done: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,18 @@ def _measure(
                 and not (collected.errors and spec.max_error_rate == 0)
                 and clock() < deadline
             ):
+                if progress is not None:  # between blocks: one call, no evaluation
+                    now = clock()
+                    progress(
+                        Progress(
+                            collected.n,
+                            look,
+                            verdict,
+                            (now - t_begin) / 1e9,
+                            max(0.0, (deadline - now) / 1e9),
+                            next_look,
+                        )
+                    )
                 continue
         look += 1
         samples = Samples(
@@ -298,8 +315,19 @@ def _measure(
             stages=recorder.arrays(),
         )
         verdict = evaluate(samples, spec, look)
+        now = clock()
+        stop = (
+            "decided"
+            if verdict.decision is not Decision.INCONCLUSIVE
+            else "max_samples"
+            if collected.n + collected.errors >= max_samples
+            else "max_time"
+            if now >= deadline
+            else None
+        )
+        if stop is None:
+            next_look = min(next_look * 2, max_samples)
         if progress is not None:
-            now = clock()
             progress(
                 Progress(
                     collected.n,
@@ -307,17 +335,13 @@ def _measure(
                     verdict,
                     (now - t_begin) / 1e9,
                     max(0.0, (deadline - now) / 1e9),
+                    next_look,
+                    done=stop is not None,
                 )
             )
-        if verdict.decision is not Decision.INCONCLUSIVE:
+        if stop is not None:
+            stopped_by = stop
             break
-        if collected.n + collected.errors >= max_samples:
-            stopped_by = "max_samples"
-            break
-        if clock() >= deadline:
-            stopped_by = "max_time"
-            break
-        next_look = min(next_look * 2, max_samples)
     assert samples is not None and verdict is not None
     samples = replace(samples, stopped_by=stopped_by)
     return Measurement(samples, verdict)

@@ -27,3 +27,15 @@ def test_importing_the_plugin_loads_no_numpy_or_ml_stack() -> None:
         "heavy = {'numpy', 'torch', 'onnxruntime', 'tritonclient'} & set(sys.modules)\n"
         "assert not heavy, heavy"
     )
+
+
+def test_pytest_help_with_the_plugin_configured_loads_no_numpy() -> None:
+    """``pytest_configure`` runs for ``pytest --help`` too: whatever it sets up must import
+    its numpy-backed parts lazily."""
+    _run(
+        "import sys, pytest, contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    pytest.main(['--help', '-p', 'no:hypothesispytest', '-p', 'no:cacheprovider'])\n"
+        "assert 'pytest_latency.progress' in sys.modules\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported by pytest --help'"
+    )

@@ -1,0 +1,238 @@
+"""pytest-benchmark interop: ``slo`` gates on its timings, and its JSON format for our results.
+
+An ``@pytest.mark.slo`` on a test that uses pytest-benchmark's ``benchmark`` fixture (and not
+``latency``) is decided on pytest-benchmark's own per-round times once the test body has run::
+
+    @pytest.mark.slo(p99_ms=10)
+    def test_parse(benchmark):
+        benchmark(parse, payload)          # pytest-benchmark times it; the SLO is decided after
+
+Each sample is one round of ``stats.data`` (seconds, already divided by the round's
+``iterations``). When pytest-benchmark calibrated ``iterations > 1`` (calls under about 5 us),
+a sample is the *mean of that many calls*: the percentiles are of per-round means and
+understate the per-call tail, and the report says so. ``benchmark.pedantic(fn, rounds=N,
+iterations=1)`` times single calls. The sample count is pytest-benchmark's round count
+(``--benchmark-max-time``, ``--benchmark-min-rounds``), so the marker's sampling and load
+keywords are refused. Under ``--benchmark-disable`` (and under xdist, where pytest-benchmark
+disables itself) nothing is timed: the test keeps its own outcome and a warning says the SLO
+was not checked.
+
+``--latency-benchmark-json=PATH`` writes this run's latency results in the format of
+``pytest --benchmark-json`` (see `report.benchmark_json`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .core.spec import Spec, SpecError
+
+if TYPE_CHECKING:  # numpy underneath: imported when a benchmark test is decided, not before
+    from .core.result import Result
+
+BENCHMARK_FIXTURE = "benchmark"
+BENCHMARK_SOURCE = "pytest-benchmark"
+
+# Marker keywords a pytest-benchmark run cannot honour, and what to use instead.
+UNSUPPORTED: dict[str, str] = {
+    "rate_rps": "pytest-benchmark calls the function back to back (a closed loop of one); "
+    "use the `latency` fixture for an open loop",
+    "arrivals": "it shapes an open loop, which pytest-benchmark cannot run; use `latency`",
+    "concurrency": "pytest-benchmark calls the function from one thread; use `latency` "
+    "for concurrent workers",
+    "cold_start_ms": "pytest-benchmark does not time the first call apart; use `latency`",
+    "budget": "stage spans are recorded only inside `latency`'s timed blocks",
+    "warmup": "pytest-benchmark warms up on its own: --benchmark-warmup or "
+    "@pytest.mark.benchmark(warmup=True, warmup_iterations=N)",
+    "min_samples": "pytest-benchmark decides the rounds: --benchmark-min-rounds or "
+    "@pytest.mark.benchmark(min_rounds=N)",
+    "max_samples": "pytest-benchmark decides the rounds: --benchmark-max-time",
+    "max_time_s": "pytest-benchmark's time budget is --benchmark-max-time or "
+    "@pytest.mark.benchmark(max_time=S)",
+    "gc": "pytest-benchmark's is --benchmark-disable-gc",
+}
+
+
+def check_spec(spec: Spec) -> None:
+    """Refuse marker keywords that pytest-benchmark's timings cannot honour (`SpecError`)."""
+    for key, why in UNSUPPORTED.items():
+        value = getattr(spec, key)
+        if value is None or (key == "concurrency" and value == 1):
+            continue
+        raise SpecError(
+            f"{key}={value!r} cannot apply to a test that uses pytest-benchmark's `benchmark` "
+            f"fixture: {why}"
+        )
+
+
+def configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(BenchmarkSlo(config), "latency-benchmark-slo")
+    path = config.getoption("latency_benchmark_json", None) or (
+        config.getini("latency_benchmark_json") or None
+    )
+    if path and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(BenchmarkJsonExport(config, path), "latency-benchmark-json")
+
+
+def rounds_result(
+    data_s: Sequence[float], iterations: int, spec: Spec, nodeid: str
+) -> tuple[Result, dict[str, Any]]:
+    """Decide `spec` on pytest-benchmark's per-round times (seconds per call); return the
+    `Result` and its JSON form, marked with where the samples came from."""
+    import numpy as np
+
+    from .core.result import Result
+    from .core.samples import Samples
+    from .core.verdict import evaluate
+
+    latencies = np.asarray([round(s * 1e9) for s in data_s], dtype=np.int64)
+    samples = Samples(
+        latencies_ns=latencies,
+        # Rounds ran back to back, so calls per second is rounds / sum(per-call means),
+        # pytest-benchmark's own "ops".
+        wall_ns=int(latencies.sum()),
+        looks=1,
+        stopped_by=BENCHMARK_SOURCE,
+    )
+    verdict = evaluate(samples, spec, 1)  # one look: pytest-benchmark ran all its rounds
+    label = BENCHMARK_SOURCE + (f", means of {iterations} calls" if iterations > 1 else "")
+    result = Result(label, spec, samples, verdict, nodeid, named=True)
+    data = result.to_dict()
+    data.update(
+        source=BENCHMARK_SOURCE,
+        benchmark_iterations=iterations,
+        per_round_means=iterations > 1,
+        xdist_worker=os.environ.get("PYTEST_XDIST_WORKER"),
+    )
+    return result, data
+
+
+def samples_note(n: int, iterations: int) -> str:
+    if iterations <= 1:
+        return f"samples: {n} pytest-benchmark rounds of one call each"
+    return (
+        f"samples: {n} pytest-benchmark rounds of {iterations} calls each (calibrated): "
+        "each sample is a round's mean per call, so these percentiles are of "
+        f"{iterations}-call means and understate the per-call tail; "
+        "benchmark.pedantic(fn, rounds=N, iterations=1) times single calls"
+    )
+
+
+class BenchmarkSlo:
+    """Decides ``slo`` markers of tests that use the ``benchmark`` fixture, after the body."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        yield  # the test body; if it raised, that is the outcome and nothing is decided
+        self.check(item)
+
+    def check(self, item: pytest.Item) -> None:
+        from .plugin import RESULTS_KEY, SETTINGS_KEY, SPEC_KEY, marker_spec
+
+        funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+        if BENCHMARK_FIXTURE not in funcargs or "latency" in funcargs:
+            return
+        spec = item.stash.get(SPEC_KEY, None)
+        if spec is None and item.get_closest_marker("slo") is not None:
+            spec = marker_spec(item)
+            if spec is not None:
+                check_spec(spec)
+        if spec is None:
+            return
+        fixture = funcargs[BENCHMARK_FIXTURE]
+        what = f"{item.nodeid} is marked @pytest.mark.slo"
+        if getattr(fixture, "disabled", False):
+            from .fixture import PytestLatencyWarning
+
+            warnings.warn(
+                PytestLatencyWarning(
+                    f"{what} but pytest-benchmark is disabled (--benchmark-disable, or "
+                    "pytest-xdist), so nothing was timed and its SLO was not checked; run "
+                    "without --benchmark-disable (and without -n) to check it"
+                ),
+                stacklevel=1,
+            )
+            return
+        meta = getattr(fixture, "stats", None)
+        data = list(getattr(getattr(meta, "stats", None), "data", None) or ())
+        if not data:
+            pytest.fail(
+                f"{what} but never called benchmark(fn, ...) or benchmark.pedantic(...): "
+                "nothing was timed, so its SLO was not checked",
+                pytrace=False,
+            )
+        iterations = int(getattr(meta, "iterations", 1) or 1)
+        settings = item.config.stash[SETTINGS_KEY]
+        if spec.confidence is None:
+            spec = spec.merged({"confidence": settings.confidence})
+        result, record = rounds_result(data, iterations, spec, item.nodeid)
+
+        from .fixture import user_properties
+
+        item.user_properties.extend(user_properties(result))
+        item.stash.setdefault(RESULTS_KEY, []).append(record)
+        self.enforce(result, record, iterations, settings.inconclusive)
+
+    def enforce(self, result: Result, record: dict[str, Any], iterations: int, policy: str) -> None:
+        from .core.verdict import Decision
+        from .report.table import failure_message
+
+        decision = result.verdict.decision
+        if decision is Decision.PASS:
+            return
+
+        message = (
+            failure_message({k: v for k, v in record.items() if k != "samples_ns"})
+            + "\n"
+            + samples_note(result.n, iterations)
+        )
+        if decision is Decision.INCONCLUSIVE:
+            message += (
+                "\nmore rounds would decide it: raise --benchmark-max-time or "
+                "@pytest.mark.benchmark(min_rounds=N), or use benchmark.pedantic(fn, rounds=N)"
+            )
+        if decision is Decision.FAIL or policy == "fail":
+            if decision is Decision.INCONCLUSIVE:
+                message += "\n\n(--latency-inconclusive=fail; 'warn' or 'pass' relax it)"
+            pytest.fail(message, pytrace=False)
+        if policy == "warn":
+            from .fixture import PytestLatencyWarning
+
+            warnings.warn(PytestLatencyWarning(message), stacklevel=1)
+
+
+class BenchmarkJsonExport:
+    """Controller-side: writes the results the latency reporter gathered, in
+    pytest-benchmark's JSON format, at the end of the session."""
+
+    def __init__(self, config: pytest.Config, path: str) -> None:
+        self.config = config
+        self.path = path
+        self.written = 0
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .report.benchmark_json import build_benchmark_json
+        from .report.json_report import write_report
+
+        reporter = self.config.pluginmanager.get_plugin("latency-reporter")
+        results = list(getattr(reporter, "results", ()))
+        report = build_benchmark_json(results, cwd=self.config.rootpath)
+        self.written = len(report["benchmarks"])
+        write_report(self.path, report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.config.getoption("verbose") > -2:
+            terminalreporter.write_line(
+                f"latency results in pytest-benchmark format ({self.written} benchmark(s)) "
+                f"written to {self.path}"
+            )
