@@ -69,6 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
     configure_baseline(config)
     if workerinput is None:
         config.pluginmanager.register(LatencyReporter(config), "latency-reporter")
+        if config.stash[SETTINGS_KEY].html_path:
+            from .html_reporter import HtmlReporter
+
+            config.pluginmanager.register(HtmlReporter(config), "latency-html")
     from . import benchmark_interop, progress
 
     progress.configure(config)

@@ -62,6 +62,12 @@ OPTIONS: list[tuple[str, str, str]] = [
         "also write the latency results in pytest-benchmark's JSON format to PATH "
         "(for pytest-benchmark compare)",
     ),
+    (
+        "latency_html",
+        "--latency-html",
+        "write a self-contained HTML report with latency plots to PATH (.html; needs "
+        "matplotlib: pip install 'pytest-latency[report]')",
+    ),
 ]
 
 
@@ -74,6 +80,7 @@ class Settings:
     seed: int
     inconclusive: str
     json_path: str | None
+    html_path: str | None = None
 
     def spec_defaults(self) -> dict[str, Any]:
         """Defaults `Spec.resolved` uses for fields a marker leaves unset."""
@@ -152,6 +159,13 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     return convert
 
 
+def _html_path(raw: Any) -> str:
+    value = str(raw).strip()
+    if not value.lower().endswith((".html", ".htm")):
+        raise ValueError
+    return value
+
+
 def resolve(config: pytest.Config, default_seed: int) -> Settings:
     """Read options and ini values once, with a `pytest.UsageError` for any bad value."""
 
@@ -186,4 +200,5 @@ def resolve(config: pytest.Config, default_seed: int) -> Settings:
             "fail",
         ),
         json_path=_get(config, "latency_json"),
+        html_path=pick("latency_html", _html_path, "a file path ending in .html or .htm", None),
     )
