@@ -3,6 +3,8 @@
 pytest-latency show results.json        # the summary table, as pytest printed it
 pytest-latency show results.json -v     # plus every target's table and the environment
 pytest-latency compare before.json after.json --threshold 10%   # exit 1 on a regression
+pytest-latency plot results.json -o report.html         # the HTML report with plots
+pytest-latency plot before.json after.json -o cdf.png   # after overlaid on before (png/svg/pdf)
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--strict", action="store_true", help="exit 1 when any result is not PASS")
     show.set_defaults(func=_show)
     _add_compare(sub)
+    _add_plot_command(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         print(f"pytest-latency: error: {exc}", file=sys.stderr)
         return 2
 
@@ -135,6 +138,102 @@ def _compare(args: argparse.Namespace) -> int:
         for line in change_legend(confidences.pop() if len(confidences) == 1 else None):
             print(line)
     return 1 if any(c["classification"] == REGRESSION for c in changes) else 0
+
+
+# -- plot: saved runs to images or the HTML report (one block, like compare) ---------------
+
+
+MAX_IMAGE_ROWS = 40  # 5.2 inches a row at 100 dpi; Agg refuses images over 2**16 pixels
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".html": "html", ".htm": "html"}
+
+
+def _plot(args: argparse.Namespace) -> int:
+    """Draw saved runs: one run, or B (after) overlaid on A (before, the baseline)."""
+    from pathlib import Path
+
+    if len(args.runs) > 2:
+        raise ValueError(f"plot takes one run or two (before, after), not {len(args.runs)}")
+    fmt = PLOT_FORMATS.get(Path(args.output).suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"-o {args.output!r}: the extension must name the format. Valid: "
+            + ", ".join(PLOT_FORMATS)
+        )
+    from .report import plots
+
+    plots.require_matplotlib("pytest-latency plot")
+    before = load_report(args.runs[0]) if len(args.runs) == 2 else None
+    after = load_report(args.runs[-1])
+    if args.match:
+        after = {
+            **after,
+            "results": [r for r in after["results"] if args.match in r.get("nodeid", "")],
+            "accuracy": [g for g in after.get("accuracy") or [] if args.match in g["nodeid"]],
+            "comparisons": [
+                c for c in after.get("comparisons") or [] if args.match in c.get("nodeid", "")
+            ],
+        }
+    if fmt == "html":
+        from .report.html import write_html
+
+        write_html(
+            args.output,
+            after,
+            before,
+            title=args.title,
+            baseline_name=args.runs[0] if before else None,
+        )
+        print(f"{args.output}: HTML report of {len(after['results'])} measurement(s)")
+        return 0
+    from .report.html import match_baseline
+
+    results = [r for r in after["results"] if r.get("n")]
+    if not results:
+        found = len(after["results"])
+        raise ValueError(
+            f"{args.runs[-1]}: no measurement with samples to plot ({found} result(s)"
+            + (f" matching {args.match!r}" if args.match else "")
+            + "); list them with: pytest-latency show "
+            + args.runs[-1]
+        )
+    if fmt != "pdf" and len(results) > MAX_IMAGE_ROWS:
+        raise ValueError(
+            f"{len(results)} measurements make an image too tall to draw (at most "
+            f"{MAX_IMAGE_ROWS} rows); pick some with -k TEXT, or write .pdf (a page each) or "
+            ".html"
+        )
+    baselines = match_baseline(results, before)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "pdf":  # one page per measurement
+        from matplotlib.backends.backend_pdf import PdfPages
+
+        with PdfPages(args.output, metadata={"CreationDate": None, "Creator": None}) as pdf:
+            for result, baseline in zip(results, baselines, strict=True):
+                pdf.savefig(plots.measurement_figure(result, baseline))
+    else:
+        figure = plots.runs_figure(results, baselines)
+        Path(args.output).write_bytes(plots.figure_bytes(figure, fmt))
+    overlaid = sum(b is not None for b in baselines)
+    print(
+        f"{args.output}: {len(results)} measurement(s)"
+        + (f", {overlaid} overlaid on {args.runs[0]}" if before is not None else "")
+    )
+    return 0
+
+
+def _add_plot_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plot = sub.add_parser(
+        "plot",
+        help="plot saved runs to PNG/SVG/PDF or an HTML report; B is overlaid on A",
+        description="Plot saved runs (files written by pytest --latency-json=PATH). With two "
+        "runs, the second (after) is drawn over the first (before, in grey). The output's "
+        "extension picks the format: " + ", ".join(PLOT_FORMATS) + ".",
+    )
+    plot.add_argument("runs", nargs="+", metavar="RUN.json", help="A.json [B.json]")
+    plot.add_argument("-o", "--output", required=True, help="file to write: .png .svg .pdf .html")
+    plot.add_argument("-k", "--match", help="only tests whose node id contains this text")
+    plot.add_argument("--title", default="pytest-latency report", help="HTML page title")
+    plot.set_defaults(func=_plot)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The HTML report (``--latency-html``) and its plots.
+"""The HTML report (``--latency-html``), its plots, and ``pytest-latency plot``.
 
 Renderer tests use real `Result`s decided by `evaluate` on fixed samples, in their JSON form,
 so they are deterministic; the option is tested through pytester; the page is rendered in a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="needs matplotlib: pip install 'pytest-latency[report]'")
 
+from pytest_latency.cli import main
 from pytest_latency.core.accuracy import evaluate_accuracy
 from pytest_latency.core.result import Result
 from pytest_latency.core.samples import Samples
@@ -220,9 +222,98 @@ def test_option_overlays_the_latency_compare_baseline(pytester: pytest.Pytester)
     assert "baseline: before.json (1 of 2 measurement(s) matched by test id)" in html
 
 
-def test_importing_the_plugin_and_the_renderer_loads_no_matplotlib() -> None:
+# -- pytest-latency plot ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> tuple[Path, Path]:
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    write_report(before, report(BEFORE_FAST))
+    write_report(after, report(FAST, SLOW))
+    return before, after
+
+
+def test_plot_draws_one_row_per_measurement_in_the_format_of_the_extension(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, after = runs
+    assert main(["plot", str(after), "-o", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("a.svg", "again.svg"):
+        assert main(["plot", str(before), str(after), "-o", str(tmp_path / name)]) == 0
+    assert "<svg" in (tmp_path / "a.svg").read_text()
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "again.svg").read_bytes()
+    out = capsys.readouterr().out
+    assert f"a.svg: 2 measurement(s), 1 overlaid on {before}" in out
+    assert main(["plot", str(after), "-o", str(tmp_path / "a.pdf")]) == 0
+    pdf = (tmp_path / "a.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", pdf)) == 2
+
+
+def test_plot_to_html_renders_the_report_with_the_baseline(
+    runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    before, after = runs
+    assert main(["plot", str(before), str(after), "-o", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert f"baseline: {before} (1 of 2 measurement(s) matched by test id)" in html
+    assert len(images(html)) == 2
+
+
+def test_plot_filters_tests_by_node_id(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    _, after = runs
+    assert main(["plot", str(after), "-o", str(tmp_path / "r.html"), "-k", "slow"]) == 0
+    assert set(images((tmp_path / "r.html").read_text())) == {
+        "latency plots of test_m.py::test_slow"
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-o", "out.jpg"], "-o 'out.jpg': the extension must name the format. Valid: .png, .svg"),
+        (["-o", "out.png", "-k", "nothing"], "no measurement with samples to plot (0 result(s)"),
+    ],
+)
+def test_plot_rejects_bad_input_with_what_is_valid(
+    runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["plot", str(runs[1]), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_plot_refuses_three_runs_and_files_that_are_not_reports(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, after = runs
+    assert main(["plot", str(before), str(after), str(after), "-o", "x.png"]) == 2
+    assert "one run or two (before, after), not 3" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text(json.dumps({"schema": "other"}))
+    assert main(["plot", str(tmp_path / "other.json"), "-o", "x.png"]) == 2
+    assert "schema 'other' is not 'pytest-latency/1'" in capsys.readouterr().err
+
+
+def test_plot_sends_runs_too_tall_for_one_image_to_pdf_or_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    many = [{**FAST, "nodeid": f"test_m.py::test_{i}"} for i in range(41)]
+    write_report(tmp_path / "many.json", report(*many))
+    assert main(["plot", str(tmp_path / "many.json"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "41 measurements make an image too tall" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_without_matplotlib_names_the_install(
+    runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["plot", str(runs[1]), "-o", "x.png"]) == 2
+    assert "pytest-latency plot need matplotlib" in capsys.readouterr().err
+
+
+def test_importing_the_plugin_and_the_cli_loads_no_matplotlib() -> None:
     code = (
-        "import sys, pytest_latency.plugin, pytest_latency.report.html\n"
+        "import sys, pytest_latency.plugin, pytest_latency.cli, pytest_latency.report.html\n"
         "assert 'matplotlib' not in sys.modules"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
