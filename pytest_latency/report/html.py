@@ -55,9 +55,10 @@ LEGEND = (
     "when the curve passes left of <i>T</i> at height 1&minus;<i>q</i>; the dot is the "
     "nearest-rank estimate, the bar its one-sided confidence bounds, open-ended where the "
     "sample count gives no bound); <b>every sample</b> in completion order with the cold "
-    "start (first call) as a star. Dashed lines are targets, coloured by verdict. The "
-    "latency axis turns logarithmic when p99 is over 3&times; p50 or the maximum over "
-    "10&times;. A baseline run, when given, is drawn in grey."
+    "start (first call) as a star. Dashed lines are targets, coloured by verdict. Latency "
+    "axes turn logarithmic when the tail needs it: the histogram's when the maximum is over "
+    "10&times; the median; the others' also when p99 is over 3&times; p50 or a target is "
+    "over 3&times; away from the median. A baseline run, when given, is drawn in grey."
 )
 
 

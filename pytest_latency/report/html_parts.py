@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from ..core.verdict import HIGHER_IS_BETTER, INFO_METRICS
 from .accuracy_plot import accuracy_figure
 from .plots import figure_bytes
 from .table import context_line
@@ -52,11 +53,13 @@ def img(png: bytes, alt: str) -> str:
 
 
 def targets_table(result: Row) -> str:
+    targets = result.get("targets") or []
+    notes = any(t.get("note") for t in targets)
     rows = []
-    for t in result.get("targets") or []:
+    for t in targets:
         unit = t.get("unit", "ms")
-        op = "&ge;" if t["metric"] in ("rps", "agreement") else "&le;"
-        info = t["metric"] in ("accuracy", "reference_accuracy")
+        op = "&ge;" if t["metric"] in HIGHER_IS_BETTER else "&le;"
+        info = t["metric"] in INFO_METRICS
         margin = t.get("margin")
         rows.append(
             [
@@ -68,11 +71,11 @@ def targets_table(result: Row) -> str:
                 esc(t.get("n", "-")),
                 "-" if margin is None else f"{margin:+.1%}",
                 "info" if info else verdict(t["decision"]),
-                esc(t.get("note") or ""),
+                *([esc(t.get("note") or "")] if notes else []),
             ]
         )
-    header = ["metric", "target", "estimate", "lower", "upper", "n", "margin", "verdict", "note"]
-    return table(header, rows)
+    header = ["metric", "target", "estimate", "lower", "upper", "n", "margin", "verdict"]
+    return table(header + (["note"] if notes else []), rows)
 
 
 def percentiles_table(result: Row, baseline: Row | None) -> str:

@@ -251,9 +251,9 @@ def _series(ax: Axes, result: Row, log_x: bool) -> None:
         np.arange(1, len(ms) + 1),
         ms,
         ".",
-        markersize=2,
+        markersize=2 if len(ms) <= 5000 else 1,  # thousands of points would merge into a blob
         color=THIS_RUN,
-        alpha=0.5,
+        alpha=0.5 if len(ms) <= 20000 else 0.25,
         rasterized=True,
         label="timed sample",
     )

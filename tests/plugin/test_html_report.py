@@ -154,6 +154,17 @@ def test_baseline_run_is_overlaid_and_its_percentiles_compared() -> None:
     assert images(html)["latency plots of test_m.py::test_fast"] != without
 
 
+def test_measurement_without_successful_samples_shows_its_first_error_instead_of_plots() -> None:
+    samples = Samples(
+        latencies_ns=np.array([], dtype=np.int64), errors=3, first_error="ValueError: boom"
+    )
+    spec = Spec(p99_ms=5).resolved({})
+    broken = Result("fn", spec, samples, evaluate(samples, spec), nodeid="t::broken").to_dict()
+    html = render_html(report(broken))
+    assert not images(html)
+    assert "no successful samples: nothing to plot" in html and "ValueError: boom" in html
+
+
 def test_accuracy_gates_have_their_own_section_with_intervals_and_a_plot() -> None:
     html = render_html(report(FAST, accuracy=(gate("test_a.py::test_int8", wrong=2),)))
     accuracy = html[html.index("<h2>Accuracy gates</h2>") : html.index("<h2>Environment")]
