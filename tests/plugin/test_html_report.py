@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -344,6 +345,9 @@ def test_report_renders_in_headless_chromium_with_its_plots(tmp_path: Path) -> N
     page = tmp_path / "report.html"
     page.write_text(render_html(report(FAST, SLOW, accuracy=(gate("t::acc", 2),))))
     shot = tmp_path / "shot.png"
+    # Chromium writes a crash database and caches under HOME even with --user-data-dir:
+    # keep them in tmp_path too.
+    home = {k: str(tmp_path / "home") for k in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
     proc = subprocess.run(
         [
             CHROMIUM,
@@ -363,6 +367,7 @@ def test_report_renders_in_headless_chromium_with_its_plots(tmp_path: Path) -> N
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **home},
     )
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     from matplotlib.image import imread
