@@ -206,6 +206,13 @@ def test_option_writes_the_report_and_says_where(pytester: pytest.Pytester) -> N
     assert not list(pytester.path.glob("out/.*.tmp"))
 
 
+def test_ini_value_writes_the_report_too(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nlatency_html = reports/ini.html\n")
+    pytester.makepyfile(test_two=TESTS)
+    pytester.runpytest("-k", "fast").assert_outcomes(passed=1, deselected=1)
+    assert "test_two.py::test_fast" in (pytester.path / "reports" / "ini.html").read_text()
+
+
 @pytest.mark.parametrize("value", ["report.txt", "report"])
 def test_option_rejects_a_path_that_is_not_html(pytester: pytest.Pytester, value: str) -> None:
     result = pytester.runpytest(f"--latency-html={value}")
