@@ -159,8 +159,10 @@ def _plot(args: argparse.Namespace) -> int:
             f"-o {args.output!r}: the extension must name the format. Valid: "
             + ", ".join(PLOT_FORMATS)
         )
+    from .core.regression import parse_threshold
     from .report import plots
 
+    threshold = parse_threshold(args.threshold)
     plots.require_matplotlib("pytest-latency plot")
     before = load_report(args.runs[0]) if len(args.runs) == 2 else None
     after = load_report(args.runs[-1])
@@ -182,6 +184,7 @@ def _plot(args: argparse.Namespace) -> int:
             before,
             title=args.title,
             baseline_name=args.runs[0] if before else None,
+            threshold=threshold,
         )
         print(f"{args.output}: HTML report of {len(after['results'])} measurement(s)")
         return 0
@@ -233,6 +236,12 @@ def _add_plot_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     plot.add_argument("-o", "--output", required=True, help="file to write: .png .svg .pdf .html")
     plot.add_argument("-k", "--match", help="only tests whose node id contains this text")
     plot.add_argument("--title", default="pytest-latency report", help="HTML page title")
+    plot.add_argument(
+        "--threshold",
+        default="10%",
+        help="with two runs, the HTML page's change table: a slowdown that counts as a "
+        "regression, as in compare (default 10%%)",
+    )
     plot.set_defaults(func=_plot)
 
 

@@ -2,8 +2,9 @@
 
 Registered in ``pytest_configure`` only when the option is on (and never on xdist workers).
 It renders what `LatencyReporter` gathered, in the same form as the JSON report, so
-``pytest-latency plot run.json -o report.html`` later draws the same page. When a baseline run
-is given (``--latency-compare=PATH``, where that option exists), its measurements are overlaid.
+``pytest-latency plot run.json -o report.html`` later draws the same page. With
+``--latency-compare=PATH``, the baseline's measurements are overlaid and each result's change
+against it (recorded by `baseline`) is tabulated.
 """
 
 from __future__ import annotations
@@ -16,16 +17,28 @@ from .plugin import SETTINGS_KEY, LatencyReporter
 from .report.plots import MissingDependency, require_matplotlib
 
 
-def baseline_path(config: pytest.Config) -> str | None:
-    """The baseline run to overlay: ``--latency-compare`` / ini ``latency_compare`` when the
-    option is registered (it may not be: then there is simply no baseline)."""
-    value = config.getoption("latency_compare", None)
-    if value is None:
-        try:
-            value = config.getini("latency_compare") or None
-        except ValueError:  # no such ini key registered
-            value = None
-    return str(value) if value else None
+def baseline_of(config: pytest.Config) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """The ``--latency-compare`` baseline as the report dict the page overlays, its path, and
+    notes for the page (the environment differences `baseline` found). `baseline` loaded and
+    checked it in ``pytest_configure``; it is reused, not read again."""
+    from .baseline import BASELINE_KEY
+
+    state = config.stash.get(BASELINE_KEY, None)
+    if state is None:
+        return None, None, []
+    report = {
+        "results": list(state.baseline.results),
+        "environment": dict(state.baseline.environment),
+    }
+    notes = []
+    if state.differences:
+        from .core.regression import describe_differences
+
+        notes.append(
+            "warning: the environment differs from the baseline's: "
+            + describe_differences(state.differences)
+        )
+    return report, state.path, notes
 
 
 class HtmlReporter:
@@ -36,11 +49,11 @@ class HtmlReporter:
             raise pytest.UsageError(str(exc)) from None
         self.config = config
         self.path = config.stash[SETTINGS_KEY].html_path or ""
-        self.messages: list[str] = []
+        self.written = False
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report.html import write_html
-        from .report.json_report import build_report, load_report
+        from .report.json_report import build_report
 
         gathered = self.config.pluginmanager.get_plugin("latency-reporter")
         assert isinstance(gathered, LatencyReporter)
@@ -52,19 +65,11 @@ class HtmlReporter:
             accuracy=gathered.accuracy,
             comparisons=gathered.comparisons,
         )
-        baseline: dict[str, Any] | None = None
-        notes = []
-        path = baseline_path(self.config)
-        if path:
-            try:
-                baseline = load_report(path)
-            except ValueError as exc:
-                notes.append(f"baseline not overlaid: {exc}")
+        baseline, path, notes = baseline_of(self.config)
         write_html(self.path, report, baseline, baseline_name=path, notes=notes)
-        self.messages = [f"latency HTML report written to {self.path}", *notes]
+        self.written = True
 
     @pytest.hookimpl(trylast=True)  # after the latency summary table
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        quiet = self.config.getoption("verbose") <= -2
-        for message in self.messages[1:] if quiet else self.messages:
-            terminalreporter.write_line(message)
+        if self.written and self.config.getoption("verbose") > -2:
+            terminalreporter.write_line(f"latency HTML report written to {self.path}")

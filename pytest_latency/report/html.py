@@ -17,6 +17,8 @@ from typing import Any
 from . import plots
 from .html_parts import (
     accuracy_section,
+    changes_table,
+    classification,
     comparisons_table,
     environment_table,
     esc,
@@ -68,24 +70,39 @@ def label(result: Row) -> str:
 
 
 def match_baseline(results: Sequence[Row], baseline: Row | None) -> list[Row | None]:
-    """For each result, the baseline run's result with the same test id and name (or the only
-    one with that test id), else ``None``."""
+    """For each result, the baseline run's result of the same test id and name, else ``None``;
+    a test measured twice under one name pairs up in order. The same rule as the regression
+    check's (`core.regression.Baseline`), so what is overlaid is what was compared."""
     if not baseline:
         return [None] * len(results)
-    by_key = {(b.get("nodeid"), b.get("name")): b for b in baseline.get("results") or []}
-    by_node: dict[Any, list[Row]] = {}
-    for b in baseline.get("results") or []:
-        by_node.setdefault(b.get("nodeid"), []).append(b)
+    from ..core.regression import Baseline
+
+    index = Baseline.from_report(baseline)
+    seen: list[tuple[Any, Any]] = []
     out: list[Row | None] = []
     for r in results:
-        match = by_key.get((r.get("nodeid"), r.get("name")))
-        if match is None and len(by_node.get(r.get("nodeid"), [])) == 1:
-            match = by_node[r.get("nodeid")][0]
-        out.append(match)
+        key = (r.get("nodeid"), r.get("name"))
+        out.append(index.counterpart(r, seen.count(key)))
+        seen.append(key)
     return out
 
 
-def _measurement(index: int, result: Row, baseline: Row | None, had_baseline: bool) -> str:
+def baseline_changes(
+    results: Sequence[Row], matched: Sequence[Row | None], threshold: float | None
+) -> list[Row]:
+    """Each result's change against its baseline counterpart (`core.regression`): the one the
+    live run recorded under ``--latency-compare``, else computed here (``pytest-latency plot``
+    with two runs) at `threshold` (default 10 %; a test's ``slo(regression=)`` wins)."""
+    from ..core.regression import DEFAULT_THRESHOLD, compare_result
+
+    limit = DEFAULT_THRESHOLD if threshold is None else threshold
+    return [
+        r.get("regression") or compare_result(b, r, threshold=limit).to_dict()
+        for r, b in zip(results, matched, strict=True)
+    ]
+
+
+def _measurement(index: int, result: Row, baseline: Row | None, change: Row | None) -> str:
     outcome = result.get("outcome")
     parts = [
         f'<h3 id="m{index}">{esc(label(result))} '
@@ -93,7 +110,7 @@ def _measurement(index: int, result: Row, baseline: Row | None, had_baseline: bo
         f'<p class="summary {esc(result["decision"])}">{esc(result.get("summary", ""))}</p>',
         facts_line(result),
     ]
-    if had_baseline and baseline is None:
+    if change is not None and baseline is None:
         parts.append('<p class="muted">baseline: no measurement with this test id and name</p>')
     if result.get("n"):
         fig = plots.measurement_figure(result, baseline, title=False)
@@ -108,6 +125,7 @@ def _measurement(index: int, result: Row, baseline: Row | None, had_baseline: bo
         + percentiles_table(result, baseline)
         + "</div>"
         + stages_table(result)
+        + (changes_table(change) if change is not None and baseline is not None else "")
         + "</div>"
     )
     for problem in result.get("problems") or []:
@@ -117,7 +135,7 @@ def _measurement(index: int, result: Row, baseline: Row | None, had_baseline: bo
     return "\n".join(parts)
 
 
-def _overview(results: Sequence[Row]) -> str:
+def _overview(results: Sequence[Row], changes: Sequence[Row] | None) -> str:
     rows = []
     for i, r in enumerate(results):
         pct = r.get("percentiles_ms") or {}
@@ -131,10 +149,11 @@ def _overview(results: Sequence[Row]) -> str:
                 f"[{num(lo)}, {num(hi)}]",
                 verdict(r["decision"]),
                 esc(r.get("outcome", "")),
+                *([classification(changes[i]["classification"])] if changes else []),
             ]
         )
     header = ["test", "n", "p50 ms", "p99 ms", "p99 bounds", "verdict", "test outcome"]
-    return table(header, rows)
+    return table(header + (["vs baseline"] if changes else []), rows)
 
 
 def render_html(
@@ -144,6 +163,7 @@ def render_html(
     title: str = "pytest-latency report",
     baseline_name: str | None = None,
     notes: Sequence[str] = (),
+    threshold: float | None = None,
 ) -> str:
     """The whole page as a string (needs matplotlib; see `plots.require_matplotlib`)."""
     plots.require_matplotlib("the HTML report's plots")
@@ -151,6 +171,7 @@ def render_html(
     gates = list(report.get("accuracy") or [])
     comparisons = list(report.get("comparisons") or [])
     matched = match_baseline(results, baseline)
+    changes = baseline_changes(results, matched, threshold) if baseline is not None else None
     counts = {d: sum(r["decision"] == d for r in [*results, *gates]) for d in plots.COLOURS}
     env = report.get("environment") or {}
     git = env.get("git") or {}
@@ -166,18 +187,18 @@ def render_html(
         found = sum(m is not None for m in matched)
         body.append(
             f'<p class="muted">baseline: {esc(baseline_name or "given run")} '
-            f"({found} of {len(results)} measurement(s) matched by test id), created "
+            f"({found} of {len(results)} measurement(s) matched by test id and name), created "
             f"{esc((baseline.get('environment') or {}).get('created', '?'))}</p>"
         )
     body += [f'<p class="muted">{esc(note)}</p>' for note in notes]
     if results:
         body += [
             "<h2>Latency measurements</h2>",
-            _overview(results),
+            _overview(results, changes),
             f'<p class="muted">{LEGEND}</p>',
         ]
         body += [
-            _measurement(i, r, b, baseline is not None)
+            _measurement(i, r, b, changes[i] if changes else None)
             for i, (r, b) in enumerate(zip(results, matched, strict=True))
         ]
     if comparisons:

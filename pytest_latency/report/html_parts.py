@@ -124,6 +124,37 @@ def stages_table(result: Row) -> str:
     return "<div><b>stages</b>" + table(header, rows) + "</div>"
 
 
+CLASSIFICATION_CSS = {"regression": "FAIL", "improvement": "PASS", "inconclusive": "INCONCLUSIVE"}
+
+
+def classification(name: str) -> str:
+    """A baseline comparison's classification, coloured like the verdict it resembles."""
+    return f'<span class="{CLASSIFICATION_CSS.get(name, "muted")}">{esc(name)}</span>'
+
+
+def changes_table(change: Row) -> str:
+    """Percentile by percentile against the baseline: ratio after/before with its bounds and
+    the classification (`core.regression`), or the note saying why nothing was compared."""
+    from .changes import ratio_text
+
+    rows = [
+        [
+            esc(c["metric"]),
+            num(c.get("before_ms")),
+            num(c.get("after_ms")),
+            esc(ratio_text(c)),
+            classification(c["classification"]),
+        ]
+        for c in change.get("changes") or []
+    ]
+    title = f"<b>vs baseline</b> (threshold &plusmn;{change['threshold']:.0%})"
+    note = f'<p class="muted">{esc(change["note"])}</p>' if change.get("note") else ""
+    if not rows:
+        return f"<div>{title}: {classification(change['classification'])}{note}</div>"
+    header = ["percentile", "before ms", "after ms", "ratio [bounds]", "change"]
+    return f"<div>{title}{table(header, rows)}{note}</div>"
+
+
 def facts_line(result: Row) -> str:
     """Sample count, stop reason, load mode, throughput, warm-up and cold start in one line."""
     load = result.get("load") or {}

@@ -146,11 +146,13 @@ def test_baseline_run_is_overlaid_and_its_percentiles_compared() -> None:
         assert "baseline" in labels and "this run" in labels
 
     html = render_html(report(FAST, SLOW), report(BEFORE_FAST), baseline_name="before.json")
-    assert "baseline: before.json (1 of 2 measurement(s) matched by test id)" in html
+    assert "baseline: before.json (1 of 2 measurement(s) matched by test id and name)" in html
     fast = section(html, "test_m.py::test_fast")
     change = (FAST["percentiles_ms"]["p50"] / BEFORE_FAST["percentiles_ms"]["p50"]) - 1
     assert "baseline ms" in fast and f"{change:+.1%}" in fast
     assert "no measurement with this test id" in section(html, "test_m.py::test_slow")
+    assert '<span class="PASS">improvement</span>' in fast  # ~1.15 ms against ~2.3 ms
+    assert "ratio [bounds]" in fast
     without = images(render_html(report(FAST)))["latency plots of test_m.py::test_fast"]
     assert images(html)["latency plots of test_m.py::test_fast"] != without
 
@@ -231,14 +233,25 @@ def test_option_without_matplotlib_is_a_usage_error_naming_the_install(
     result.stderr.fnmatch_lines(["*--latency-html need matplotlib*pip install*[report]*"])
 
 
-def test_option_overlays_the_latency_compare_baseline(pytester: pytest.Pytester) -> None:
+def test_option_overlays_the_latency_compare_baseline_and_tabulates_the_change(
+    pytester: pytest.Pytester,
+) -> None:
     slower = measured("test_two.py::test_fast", RNG.uniform(2, 3, 400), "sorted", p50_ms=50)
     write_report(pytester.path / "before.json", report(slower))
     pytester.makepyfile(test_two=TESTS)
     result = pytester.runpytest("--latency-html=r.html", "--latency-compare=before.json")
     result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["latency HTML report written to r.html"])
     html = (pytester.path / "r.html").read_text()
-    assert "baseline: before.json (1 of 2 measurement(s) matched by test id)" in html
+    assert "baseline: before.json (1 of 2 measurement(s) matched by test id and name)" in html
+    assert "<th>vs baseline</th>" in html  # the overview's column
+    fast = section(html, "test_two.py::test_fast")
+    assert "<b>vs baseline</b> (threshold &plusmn;10%)" in fast
+    assert '<span class="PASS">improvement</span>' in fast  # sorted() is far under 2 ms
+    assert "baseline ms" in fast
+    impossible = section(html, "test_two.py::test_impossible")
+    assert "no measurement with this test id and name" in impossible
+    assert '<span class="muted">new</span>' in html
 
 
 # -- pytest-latency plot ----------------------------------------------------------------------
@@ -275,7 +288,7 @@ def test_plot_to_html_renders_the_report_with_the_baseline(
     before, after = runs
     assert main(["plot", str(before), str(after), "-o", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
-    assert f"baseline: {before} (1 of 2 measurement(s) matched by test id)" in html
+    assert f"baseline: {before} (1 of 2 measurement(s) matched by test id and name)" in html
     assert len(images(html)) == 2
 
 
@@ -292,6 +305,7 @@ def test_plot_filters_tests_by_node_id(runs: tuple[Path, Path], tmp_path: Path) 
     [
         (["-o", "out.jpg"], "-o 'out.jpg': the extension must name the format. Valid: .png, .svg"),
         (["-o", "out.png", "-k", "nothing"], "no measurement with samples to plot (0 result(s)"),
+        (["-o", "out.html", "--threshold", "ten"], "'ten' is not a valid threshold"),
     ],
 )
 def test_plot_rejects_bad_input_with_what_is_valid(
