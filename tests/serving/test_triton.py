@@ -8,8 +8,11 @@ with clear errors, and leaves no process or temp dir behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -58,9 +61,9 @@ def encode(artifacts: Artifacts) -> Encoder:
 
 @pytest.fixture(scope="module")
 def local_int8(artifacts: Artifacts) -> Iterator[OrtPredictor]:
-    """The same INT8 file in this process, on one thread like the server's model instance."""
+    """The same INT8 file in this process, on two threads like the server's model instance."""
     with OrtPredictor(
-        artifacts.onnx_int8_dynamic, artifacts.tokenizer_dir, intra_op_threads=1
+        artifacts.onnx_int8_dynamic, artifacts.tokenizer_dir, intra_op_threads=2
     ) as predictor:
         yield predictor
 
@@ -184,6 +187,71 @@ def test_dynamic_batching_groups_concurrent_requests_of_different_lengths(
     got = np.concatenate(results).argmax(axis=1)
     alone = np.concatenate([local_int8.predict([t]).labels for t in texts])
     assert np.mean(got == alone) >= 0.95
+
+
+def _closed_loop(client: TritonGrpcClient, feeds: list[Feeds], seconds: float) -> Any:
+    """`seconds` of 16 concurrent clients (pytest-latency's closed-loop driver), no verdict."""
+    from pytest_latency.core.runner import measure
+    from pytest_latency.core.spec import Spec
+
+    stream, lock = itertools.cycle(feeds), threading.Lock()
+
+    def call() -> None:
+        with lock:
+            one = next(stream)
+        client.infer(one)
+
+    spec = Spec.from_kwargs(
+        p99_ms=1e9,
+        concurrency=16,
+        warmup=32,
+        min_samples=10**7,
+        max_samples=10**7,
+        max_time_s=seconds,
+    ).resolved({})
+    return measure(call, spec=spec).samples
+
+
+def test_dynamic_batching_raises_throughput_and_cuts_the_tail_under_16_concurrent_clients(
+    artifacts: Artifacts, tmp_path: Path, encode: Encoder, texts: list[str]
+) -> None:
+    """Batching shown, not assumed: the same model behind two servers, batching on and off,
+    alternated in 4 s blocks (on-off, off-on, on-off). Measured on the 2-core VM: 1.09x to
+    1.38x the throughput (e.g. 250 vs 219 rps, p99 92 vs 114 ms, mean batch 6.0; the gain
+    shrinks when other work shares the cores); asserted: >= 1.05x the throughput with no worse
+    a p99, so at a p99 target the batching server meets, it serves more."""
+    _require_tritonserver()
+    feeds = [encode([text]) for text in texts]
+    latencies: dict[str, list[Any]] = {"on": [], "off": []}
+    done = {"on": 0, "off": 0}
+    wall_ns = {"on": 0, "off": 0}
+    with contextlib.ExitStack() as stack:
+        clients = {}
+        for mode in ("on", "off"):
+            repo = write_model_repository(
+                tmp_path / mode, artifacts.onnx_int8_dynamic, dynamic_batching=mode == "on"
+            )
+            server = stack.enter_context(TritonServer(repo))
+            clients[mode] = stack.enter_context(TritonGrpcClient(server.grpc_url, timeout_s=10))
+        client_stats_before = clients["on"].statistics()
+        for round_ in range(3):
+            for mode in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
+                samples = _closed_loop(clients[mode], feeds, seconds=4.0)
+                assert samples.errors == 0, samples.first_error
+                latencies[mode].append(samples.latencies_ns)
+                done[mode] += samples.n
+                wall_ns[mode] += samples.wall_ns
+        after = clients["on"].statistics()
+    batch_on = (after["inference_count"] - client_stats_before["inference_count"]) / (
+        after["execution_count"] - client_stats_before["execution_count"]
+    )
+    rps = {m: done[m] / (wall_ns[m] / 1e9) for m in done}
+    p99 = {m: float(np.quantile(np.concatenate(latencies[m]), 0.99)) / 1e6 for m in done}
+    facts = f"batching on: {rps['on']:.0f} rps, p99 {p99['on']:.1f} ms, mean batch "
+    facts += f"{batch_on:.2f}; off: {rps['off']:.0f} rps, p99 {p99['off']:.1f} ms"
+    assert batch_on > 2, facts
+    assert rps["on"] >= 1.05 * rps["off"], facts
+    assert p99["on"] <= p99["off"], facts
 
 
 def test_without_dynamic_batching_every_execution_serves_one_request(
