@@ -168,15 +168,20 @@ def test_optimised_p99_is_lower_than_the_baseline_in_the_same_run(
     base_lower, _ = base.bounds_ms(0.99)
     _, opt_upper = opt.bounds_ms(0.99)
     assert base_lower is not None and opt_upper is not None
-    # Bounds at the verdicts' error level: a lower bound over an upper bound is a lower bound
-    # on the p99 speed-up. The exercise asks for 5x; on 2 shared cores the cache-miss path
-    # limits it to about 3.4x at the point estimate (lower bound ~2x), so this test holds the
-    # line at 1.5x with confidence and the gap is recorded in docs/benchmarks.md.
-    assert base_lower / opt_upper >= 1.5, (
-        f"p99 speed-up lower bound {base_lower / opt_upper:.2f}x < 1.5x "
-        f"(baseline p99 {base.percentile_ms(0.99):.1f} ms, optimised "
-        f"{opt.percentile_ms(0.99):.1f} ms)"
+    point = base.percentile_ms(0.99) / opt.percentile_ms(0.99)
+    # The exercise: "cut p99 5x". Measured in the same run, six runs on the 2-core VM: 4.9-7.9x
+    # at the point estimate; with confidence (the baseline's lower bound over the optimised
+    # upper bound, each at the verdicts' error level) >= 5.1x in five runs and 1.9x in the
+    # sixth, where one stall of the optimised stack put its p99 upper bound at 54 ms. 5x with
+    # confidence is therefore not something this shared host holds every time; asserted with
+    # margin: 3x at the point estimate and 1.5x with confidence. docs/serving.md has the runs.
+    facts = (
+        f"baseline p99 {base.percentile_ms(0.99):.1f} ms (lower bound {base_lower:.1f}), "
+        f"optimised {opt.percentile_ms(0.99):.1f} ms (upper bound {opt_upper:.1f}): "
+        f"{point:.2f}x at the point estimate, {base_lower / opt_upper:.2f}x lower bound"
     )
+    assert point >= 3.0, facts
+    assert base_lower / opt_upper >= 1.5, facts
 
 
 @pytest.mark.slo(
