@@ -237,6 +237,13 @@ class _CacheCore:
         self._count(hits=hits, misses=len(results) - hits, corrupt=corrupt)
         return results
 
+    def _set_pipeline(self, texts: Sequence[str], values: Sequence[bytes]) -> Any:
+        """``SET key value EX ttl_s`` per text, queued in one non-transactional pipeline."""
+        pipe = self.client.pipeline(transaction=False)
+        for text, value in zip(texts, values, strict=True):
+            pipe.set(self.key(text), value, ex=self.ttl_s)
+        return pipe
+
     @staticmethod
     def _encoded(
         texts: Sequence[str],
@@ -336,10 +343,7 @@ class PredictionCache(_CacheCore):
         if not values or not self._admit():
             return
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for text, value in zip(texts, values, strict=True):
-                pipe.set(self.key(text), value, ex=self.ttl_s)
-            pipe.execute()
+            self._set_pipeline(texts, values).execute()
         except self._redis_failures as exc:
             self._failed(exc)
             return
@@ -383,10 +387,7 @@ class AsyncPredictionCache(_CacheCore):
         if not values or not self._admit():
             return
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for text, value in zip(texts, values, strict=True):
-                pipe.set(self.key(text), value, ex=self.ttl_s)
-            await pipe.execute()
+            await self._set_pipeline(texts, values).execute()
         except self._redis_failures as exc:
             self._failed(exc)
             return
