@@ -219,7 +219,11 @@ class AsyncOptimisedBackend:
         self._counters = _Counters()
 
     async def start(self) -> None:
+        """Make the clients and open their connections before the first request arrives."""
         self.triton, self.cache = self._connect()
+        await self.triton.ready()
+        if self.cache is not None:
+            await self.cache.warm()
 
     async def predict(self, texts: Sequence[str]) -> Answer:
         if self.triton is None:

@@ -11,11 +11,10 @@ Keys are ``sentiment:{model_version}:{sha256(normalise(text))[:32 hex]}``: a new
 version never reads the old one's answers. Values are 9 bytes, ``struct`` ``<Bff`` (label,
 logit 0, logit 1 as float32), never pickle: a cache must not be a code-execution channel.
 
-The cache fails open. Any Redis error or timeout turns a lookup into all-misses and a write
-into nothing, is counted, and opens a circuit for ``cooldown_s``: while it is open Redis is not
-called at all, so a dead or stalled Redis costs one timeout per cooldown, not one per request.
-The first call after the cooldown is the probe; its success closes the circuit.
-"""
+It fails open: a Redis error or timeout makes a lookup all-misses and a write nothing, is
+counted, and opens a circuit for ``cooldown_s`` in which Redis is not called (one timeout per
+cooldown, not per request); the first call after it probes. ``AsyncPredictionCache`` is the
+``redis.asyncio`` twin."""
 
 from __future__ import annotations
 
@@ -80,13 +79,9 @@ class CacheMetrics:
 
 def normalise(text: str) -> str:
     """The text as the cache sees it: NFKC, stripped, inner whitespace runs as one space,
-    lowercased.
-
-    The model (all-MiniLM-L6-v2) is uncased — its tokenizer lowercases and splits on
-    whitespace itself — so lowercasing and collapsing ordinary whitespace never change a
-    prediction; they only raise the hit rate. NFKC folds compatibility forms (full-width
-    letters, ligatures such as "ﬁ") to their plain equivalents, which the tokenizer may encode
-    differently; we accept that: they mean the same text.
+    lowercased. The model is uncased (its tokenizer lowercases and splits on whitespace), so
+    this never changes a prediction, only raises the hit rate; NFKC folds compatibility forms
+    (full-width letters, ligatures) that mean the same text.
 
     >>> normalise("  A  Fine\\tFILM ")
     'a fine film'
@@ -392,6 +387,15 @@ class AsyncPredictionCache(_CacheCore):
             self._failed(exc)
             return
         self._succeeded()
+
+    async def warm(self) -> bool:
+        """Open the first pooled connection now (a PING), not on the first request. False,
+        with nothing counted, when Redis does not answer: requests then fail open as usual."""
+        try:
+            await self.client.ping()
+        except self._redis_failures:
+            return False
+        return True
 
     async def aclose(self) -> None:
         await self.client.aclose()

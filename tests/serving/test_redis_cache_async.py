@@ -34,13 +34,16 @@ def test_async_and_blocking_caches_share_keys_and_values(server: RedisServer) ->
     blocking = pc.PredictionCache(pc.connect(server.url), "async-v1")
 
     async def scenario() -> list[pc.CachedPrediction | None]:
-        cache = pc.AsyncPredictionCache(pc.connect_async(server.url), "async-v1", ttl_s=60)
+        # A patient client: this test is about the format, not the 20 ms latency-path timeout
+        # (a fresh event loop's first connect has exceeded 20 ms in some test orders).
+        client = pc.connect_async(server.url, timeout_s=1.0)
+        cache = pc.AsyncPredictionCache(client, "async-v1", ttl_s=60)
         try:
             assert await cache.get_many(TEXTS) == [None] * len(TEXTS)
             await cache.put_many(TEXTS[:5], LABELS[:5], LOGITS[:5])
             found = await cache.get_many(TEXTS)
             m = cache.metrics
-            assert (m.hits, m.misses, m.errors, m.degraded) == (5, 15, 0, False)
+            assert (m.hits, m.misses, m.errors, m.degraded) == (5, 15, 0, False), m.last_error
             return found
         finally:
             await cache.aclose()
@@ -56,7 +59,7 @@ def test_async_and_blocking_caches_share_keys_and_values(server: RedisServer) ->
 
 def test_async_cache_rejects_mismatched_lengths_before_touching_redis(server: RedisServer) -> None:
     async def scenario() -> None:
-        cache = pc.AsyncPredictionCache(pc.connect_async(server.url), "async-v1")
+        cache = pc.AsyncPredictionCache(pc.connect_async(server.url, timeout_s=1.0), "async-v1")
         try:
             with pytest.raises(ValueError, match="one label and one logit pair per text"):
                 await cache.put_many(TEXTS, LABELS[:3], LOGITS)
@@ -96,3 +99,24 @@ def test_async_cache_fails_open_when_redis_stops_and_the_circuit_skips_the_netwo
     assert (m.errors, m.skipped_while_open, m.degraded) == (1, 2, True)
     assert m.hits == len(TEXTS) and m.misses == 2 * len(TEXTS)
     assert "Error" in m.last_error
+
+
+def test_warm_opens_a_connection_and_counts_nothing_when_redis_is_gone() -> None:
+    try:
+        find_redis_server()
+    except FileNotFoundError:
+        pytest.skip(f"no redis-server binary; run: {REDIS_INSTALL}")
+
+    async def scenario(server: RedisServer) -> tuple[bool, bool, pc.CacheMetrics]:
+        cache = pc.AsyncPredictionCache(pc.connect_async(server.url, timeout_s=1.0), "w")
+        try:
+            up = await cache.warm()
+            server.stop()
+            return up, await cache.warm(), cache.metrics
+        finally:
+            await cache.aclose()
+
+    with RedisServer() as server:
+        up, gone, m = asyncio.run(scenario(server))
+    assert (up, gone) == (True, False)
+    assert (m.errors, m.degraded) == (0, False)  # a failed warm-up opens no circuit
