@@ -143,17 +143,23 @@ def connect(url: str, timeout_s: float = 0.02) -> redis.Redis:
     connect or read that exceeds ``timeout_s`` fails once and the cache fails open.
     """
     import redis
-    from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
+    return redis.Redis.from_url(url, **_latency_path_options(Retry, timeout_s))
+
+
+def _latency_path_options(retry_class: Any, timeout_s: float) -> dict[str, Any]:
+    """What both clients share: `timeout_s` to connect and to read, no retries, no health
+    checks (redis-py's sync and asyncio ``Retry`` classes differ, hence the parameter)."""
+    from redis.backoff import NoBackoff
+
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": retry_class(NoBackoff(), 0),
+        "retry_on_timeout": False,
+        "health_check_interval": 0,
+    }
 
 
 def connect_async(url: str, timeout_s: float = 0.02) -> redis.asyncio.Redis:
@@ -161,16 +167,8 @@ def connect_async(url: str, timeout_s: float = 0.02) -> redis.asyncio.Redis:
     retries), for :class:`AsyncPredictionCache`."""
     import redis.asyncio
     from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
 
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
+    return redis.asyncio.Redis.from_url(url, **_latency_path_options(Retry, timeout_s))
 
 
 class _CacheCore:
