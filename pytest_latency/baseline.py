@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .settings import output_path
+
 if TYPE_CHECKING:
     from .core.regression import Baseline
 
@@ -153,12 +155,12 @@ def resolve(config: pytest.Config) -> CiSettings:
                 "to compare this run with"
             )
     return CiSettings(
-        save_path=_get(config, "latency_save"),
+        save_path=output_path(config, "latency_save", _get(config, "latency_save")),
         compare_path=compare_path,
         threshold=threshold,
         fail_on_regression=raw_threshold is not None,
         strict=strict,
-        markdown_path=_get(config, "latency_markdown"),
+        markdown_path=output_path(config, "latency_markdown", _get(config, "latency_markdown")),
     )
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .core.spec import Spec, SpecError
+from .settings import output_path
 
 if TYPE_CHECKING:  # numpy underneath: imported when a benchmark test is decided, not before
     from .core.result import Result
@@ -72,8 +73,11 @@ def check_spec(spec: Spec) -> None:
 
 def configure(config: pytest.Config) -> None:
     config.pluginmanager.register(BenchmarkSlo(config), "latency-benchmark-slo")
-    path = config.getoption("latency_benchmark_json", None) or (
-        config.getini("latency_benchmark_json") or None
+    path = output_path(
+        config,
+        "latency_benchmark_json",
+        config.getoption("latency_benchmark_json", None)
+        or (config.getini("latency_benchmark_json") or None),
     )
     if path and not hasattr(config, "workerinput"):
         config.pluginmanager.register(BenchmarkJsonExport(config, path), "latency-benchmark-json")

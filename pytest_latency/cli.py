@@ -18,7 +18,7 @@ from .report.table import context_line, legend, summary_rows, target_table
 
 
 def _show(args: argparse.Namespace) -> int:
-    report = load_report(args.path)
+    report = load_report(args.path, rendered=True)
     results = report["results"]
     env = report.get("environment", {})
     git = env.get("git") or {}
@@ -165,7 +165,7 @@ def _plot(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     plots.require_matplotlib("pytest-latency plot")
     before = load_report(args.runs[0]) if len(args.runs) == 2 else None
-    after = load_report(args.runs[-1])
+    after = load_report(args.runs[-1], rendered=True)
     if args.match:
         after = {
             **after,

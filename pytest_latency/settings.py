@@ -3,16 +3,28 @@ resolved once in ``pytest_configure`` into a frozen `Settings` kept in ``config.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .core.spec import DEFAULT_CONFIDENCE, DEFAULT_MAX_TIME_S
+from .core.spec import DEFAULT_CONFIDENCE, DEFAULT_MAX_TIME_S, MAX_TIME_S, MAX_WARMUP_CALLS
 
 INCONCLUSIVE_POLICIES = ("fail", "warn", "pass")
+# Options that name a report written when the run ends (see `output_path`), and a file name
+# each could take.
+OUTPUT_EXAMPLES = {
+    "latency_json": "latency.json",
+    "latency_html": "latency.html",
+    "latency_save": "baseline.json",
+    "latency_markdown": "latency.md",
+    "latency_benchmark_json": "latency-bench.json",
+}
 
 # (option dest, ini name, help, parser)
 OPTIONS: list[tuple[str, str, str]] = [
@@ -137,14 +149,21 @@ def _warmup(raw: Any) -> int | str:
     if str(raw).strip().lower() == "auto":
         return "auto"
     value = int(raw)
-    if value < 0:
+    if not 0 <= value <= MAX_WARMUP_CALLS:
         raise ValueError
     return value
 
 
-def _positive(raw: Any) -> float:
+def _seconds(raw: Any) -> float:
     value = float(raw)
-    if not value > 0:
+    if not (math.isfinite(value) and 0 < value <= MAX_TIME_S):
+        raise ValueError
+    return value
+
+
+def _seed(raw: Any) -> int:
+    value = int(raw)
+    if value < 0:  # numpy's default_rng refuses it, and only once an open loop starts
         raise ValueError
     return value
 
@@ -166,6 +185,41 @@ def _html_path(raw: Any) -> str:
     return value
 
 
+def option_name(dest: str) -> str:
+    """``latency_max_time_s`` -> ``--latency-max-time / ini latency_max_time_s``."""
+    flag = (
+        dest.replace("latency_", "--latency-").replace("_", "-").replace("-max-time-s", "-max-time")
+    )
+    return f"{flag} / ini {dest}"
+
+
+def output_path(config: pytest.Config, dest: str, raw: Any) -> str | None:
+    """`raw`, the path of a report written when the run ends, or a `pytest.UsageError` now
+    if writing it then could only fail: it is a folder, its folder is missing (nothing is
+    created for you: a typo would scatter reports), is a file, or is not writable."""
+    if raw is None:
+        return None
+    value = str(raw)
+    if getattr(config, "workerinput", None) is not None:
+        return value  # xdist workers write no reports; the controller checked the path
+    path = Path(value)
+    folder = path.parent
+    if path.is_dir():
+        why = f"it is a folder; name a file in it, e.g. {path / OUTPUT_EXAMPLES[dest]}"
+    elif not folder.exists():
+        why = f"its folder {str(folder)!r} does not exist; create the folder first"
+    elif not folder.is_dir():
+        why = f"{str(folder)!r} is a file, not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = f"its folder {str(folder)!r} is not writable"
+    else:
+        return value
+    raise pytest.UsageError(
+        f"{value!r} is not a valid {option_name(dest)}: {why}. "
+        "Valid: a file path in an existing, writable folder"
+    )
+
+
 def resolve(config: pytest.Config, default_seed: int) -> Settings:
     """Read options and ini values once, with a `pytest.UsageError` for any bad value."""
 
@@ -173,12 +227,7 @@ def resolve(config: pytest.Config, default_seed: int) -> Settings:
         raw = _get(config, dest)
         if raw is None:
             return default
-        flag = (
-            dest.replace("latency_", "--latency-")
-            .replace("_", "-")
-            .replace("-max-time-s", "-max-time")
-        )
-        return _convert(f"{flag} / ini {dest}", raw, convert, valid)
+        return _convert(option_name(dest), raw, convert, valid)
 
     return Settings(
         confidence=pick(
@@ -187,18 +236,27 @@ def resolve(config: pytest.Config, default_seed: int) -> Settings:
             "a number strictly between 0 and 1, e.g. 0.95",
             DEFAULT_CONFIDENCE,
         ),
-        warmup=pick("latency_warmup", _warmup, "a count >= 0 or 'auto'", "auto"),
+        warmup=pick(
+            "latency_warmup", _warmup, f"a count from 0 to {MAX_WARMUP_CALLS:,} or 'auto'", "auto"
+        ),
         max_time_s=pick(
-            "latency_max_time_s", _positive, "seconds > 0, e.g. 30", DEFAULT_MAX_TIME_S
+            "latency_max_time_s",
+            _seconds,
+            f"seconds > 0, at most {MAX_TIME_S:,} (one day), e.g. 30",
+            DEFAULT_MAX_TIME_S,
         ),
         gc=pick("latency_gc", _choice(("off", "on")), "off, on", "off"),
-        seed=pick("latency_seed", int, "an integer", default_seed),
+        seed=pick("latency_seed", _seed, "an integer >= 0", default_seed),
         inconclusive=pick(
             "latency_inconclusive",
             _choice(INCONCLUSIVE_POLICIES),
             ", ".join(INCONCLUSIVE_POLICIES),
             "fail",
         ),
-        json_path=_get(config, "latency_json"),
-        html_path=pick("latency_html", _html_path, "a file path ending in .html or .htm", None),
+        json_path=output_path(config, "latency_json", _get(config, "latency_json")),
+        html_path=output_path(
+            config,
+            "latency_html",
+            pick("latency_html", _html_path, "a file path ending in .html or .htm", None),
+        ),
     )

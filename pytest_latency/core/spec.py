@@ -37,6 +37,14 @@ DEFAULT_MAX_TIME_S = 30.0
 DEFAULT_MAX_SAMPLES = 200_000
 MAX_REGRESSION = 10.0  # an allowed slowdown of 1000 % is already no gate at all
 
+# Ceilings of the plan: beyond them a measurement cannot run in one process, so a marker (or
+# option) asking for more is refused when it is read, not after minutes of measuring.
+MAX_WARMUP_CALLS = 1_000_000  # a warm-up schedule is built whole, before the first call
+MAX_RATE_RPS = 100_000  # one Python process cannot start requests on schedule any faster
+MAX_CONCURRENCY = 1_024  # workers are threads (or tasks), one each
+MAX_SAMPLES = 10_000_000  # ~80 MB of int64 latencies, kept whole to decide and report
+MAX_TIME_S = 86_400  # one day: a measurement is a test, not a soak run
+
 
 class SpecError(ValueError):
     """A marker keyword or `Spec` field has a value that cannot be measured or decided."""
@@ -71,6 +79,10 @@ class Spec:
     (closed loop, default 1) or ``rate_rps`` (open loop) with ``arrivals``
     (``"poisson"`` or ``"constant"``), ``gc`` (``"off"`` inside timed blocks, or ``"on"``).
     ``None`` for a plan field means "use the session default" (see `Spec.resolved`).
+
+    Plans one process cannot run are refused: ``warmup`` up to `MAX_WARMUP_CALLS`,
+    ``rate_rps`` up to `MAX_RATE_RPS`, ``concurrency`` up to `MAX_CONCURRENCY`, samples up to
+    `MAX_SAMPLES`, ``max_time_s`` up to `MAX_TIME_S`; ``seed`` (open-loop arrivals) is >= 0.
 
     ``regression`` (a share, e.g. ``0.05``) overrides ``--latency-fail-on-regression`` for this
     test when a run is compared with a saved baseline (``--latency-compare``); it is not a
@@ -187,13 +199,22 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _positive(spec: Spec, name: str, *, integer: bool = False) -> None:
+def _positive(
+    spec: Spec, name: str, *, integer: bool = False, maximum: int | None = None, why: str = ""
+) -> None:
     value = getattr(spec, name)
     if value is None:
         return
     kind = "a positive integer" if integer else "a positive number"
+    if maximum is not None:
+        kind += f" up to {maximum:,}" + (f" ({why})" if why else "")
     ok = isinstance(value, int) and not isinstance(value, bool) if integer else _is_number(value)
-    if not ok or not math.isfinite(value) or value <= 0:
+    if (
+        not ok
+        or not math.isfinite(value)
+        or value <= 0
+        or (maximum is not None and value > maximum)
+    ):
         raise SpecError(f"{name}={value!r} is not valid; expected {kind}")
 
 
@@ -201,10 +222,22 @@ def _validate(spec: Spec) -> None:
     for key in TARGET_KEYS:
         _positive(spec, key)
     for key in ("max_samples", "min_samples"):
-        _positive(spec, key, integer=True)
-    _positive(spec, "concurrency", integer=True)
-    _positive(spec, "max_time_s")
-    _positive(spec, "rate_rps")
+        _positive(spec, key, integer=True, maximum=MAX_SAMPLES, why="about 80 MB of latencies")
+    _positive(
+        spec,
+        "concurrency",
+        integer=True,
+        maximum=MAX_CONCURRENCY,
+        why="one thread or task per worker",
+    )
+    _positive(spec, "max_time_s", maximum=MAX_TIME_S, why="one day, in seconds")
+    _positive(
+        spec,
+        "rate_rps",
+        maximum=MAX_RATE_RPS,
+        why="requests per second that one process can start; beyond that, drive the load "
+        "from several processes or machines with a distributed load generator",
+    )
 
     if spec.budget is not None:
         if not isinstance(spec.budget, Mapping) or not spec.budget:
@@ -242,9 +275,14 @@ def _validate(spec: Spec) -> None:
     if (
         warm is not None
         and warm != "auto"
-        and (not isinstance(warm, int) or isinstance(warm, bool) or warm < 0)
+        and (
+            not isinstance(warm, int) or isinstance(warm, bool) or not 0 <= warm <= MAX_WARMUP_CALLS
+        )
     ):
-        raise SpecError(f"warmup={warm!r} is not valid; expected a count >= 0 or 'auto'")
+        raise SpecError(
+            f"warmup={warm!r} is not valid; expected a count from 0 to {MAX_WARMUP_CALLS:,} "
+            "or 'auto'"
+        )
     if spec.arrivals is not None and spec.arrivals not in ("poisson", "constant"):
         raise SpecError(
             f"arrivals={spec.arrivals!r} is not valid; expected 'poisson' or 'constant'"
@@ -271,8 +309,10 @@ def _validate(spec: Spec) -> None:
             f"regression={reg!r} is not valid; expected the slowdown allowed against the "
             f"baseline as a share in [0, {MAX_REGRESSION:g}], e.g. 0.05 for 5 %"
         )
-    if spec.seed is not None and (not isinstance(spec.seed, int) or isinstance(spec.seed, bool)):
-        raise SpecError(f"seed={spec.seed!r} is not valid; expected an integer")
+    seed = spec.seed
+    # numpy's default_rng refuses a negative seed, and only once the open loop starts.
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise SpecError(f"seed={seed!r} is not valid; expected an integer >= 0")
 
     # Percentile targets must not decrease with the quantile: p50 <= p90 <= ... <= max.
     ordered = [

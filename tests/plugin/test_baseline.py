@@ -71,6 +71,7 @@ def test_save_writes_the_json_document_with_raw_samples_beside_latency_json(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_fast=FAST)
+    pytester.mkdir("out")
     result = pytester.runpytest("--latency-save=out/base.json", "--latency-json=run.json")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["latency baseline saved to out/base.json"])

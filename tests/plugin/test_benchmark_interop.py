@@ -217,6 +217,7 @@ def test_benchmark_json_export_loads_in_pytest_benchmark_compare(
             benchmark.pedantic(time.sleep, args=(0.001,), rounds=30)
         """
     )
+    pytester.mkdir("out")
     result = pytester.runpytest(
         "--latency-benchmark-json=out/bench.json", "--latency-inconclusive=pass"
     )

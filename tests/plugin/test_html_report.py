@@ -193,6 +193,7 @@ def test_impossible(latency):
 
 def test_option_writes_the_report_and_says_where(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_two=TESTS)
+    pytester.mkdir("out")  # a report's folder must exist: nothing is created for it
     result = pytester.runpytest("--latency-html=out/report.html", "--latency-json=run.json")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -210,6 +211,7 @@ def test_option_writes_the_report_and_says_where(pytester: pytest.Pytester) -> N
 
 def test_ini_value_writes_the_report_too(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nlatency_html = reports/ini.html\n")
+    pytester.mkdir("reports")
     pytester.makepyfile(test_two=TESTS)
     pytester.runpytest("-k", "fast").assert_outcomes(passed=1, deselected=1)
     assert "test_two.py::test_fast" in (pytester.path / "reports" / "ini.html").read_text()

@@ -125,7 +125,12 @@ def test_command_line_option_overrides_the_ini_value(pytester: pytest.Pytester) 
         (
             "--latency-warmup=-3",
             "'-3' is not a valid --latency-warmup / ini latency_warmup. "
-            "Valid: a count >= 0 or 'auto'",
+            "Valid: a count from 0 to 1,000,000 or 'auto'",
+        ),
+        (
+            "--latency-warmup=1000000000000",
+            "'1000000000000' is not a valid --latency-warmup / ini latency_warmup. "
+            "Valid: a count from 0 to 1,000,000 or 'auto'",
         ),
         (
             "--latency-gc=sometimes",
@@ -134,11 +139,28 @@ def test_command_line_option_overrides_the_ini_value(pytester: pytest.Pytester) 
         (
             "--latency-max-time=0",
             "'0' is not a valid --latency-max-time / ini latency_max_time_s. "
-            "Valid: seconds > 0, e.g. 30",
+            "Valid: seconds > 0, at most 86,400 (one day), e.g. 30",
+        ),
+        *(
+            (
+                f"--latency-max-time={value}",
+                f"'{value}' is not a valid --latency-max-time / ini latency_max_time_s. "
+                "Valid: seconds > 0, at most 86,400 (one day), e.g. 30",
+            )
+            for value in ("inf", "nan", "100000")
+        ),
+        (
+            "--latency-confidence=nan",
+            "'nan' is not a valid --latency-confidence / ini latency_confidence. "
+            "Valid: a number strictly between 0 and 1, e.g. 0.95",
         ),
         (
             "--latency-seed=abc",
-            "'abc' is not a valid --latency-seed / ini latency_seed. Valid: an integer",
+            "'abc' is not a valid --latency-seed / ini latency_seed. Valid: an integer >= 0",
+        ),
+        (
+            "--latency-seed=-1",
+            "'-1' is not a valid --latency-seed / ini latency_seed. Valid: an integer >= 0",
         ),
     ],
 )

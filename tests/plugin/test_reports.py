@@ -141,6 +141,7 @@ def test_json_report_holds_settings_environment_and_every_result(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_two=TWO_TESTS)
+    pytester.mkdir("out")
     result = pytester.runpytest("--latency-json=out/latency.json", "--latency-seed=7")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["latency JSON written to out/latency.json"])

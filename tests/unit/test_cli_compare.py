@@ -94,3 +94,57 @@ def test_compare_exits_2_for_a_missing_or_foreign_file(
     (tmp_path / "other.json").write_text(json.dumps({"schema": "other/1"}))
     assert main(["compare", str(tmp_path / "other.json"), before]) == 2
     assert "schema 'other/1' is not 'pytest-latency/1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda doc: doc.update(results={"test_a": []}),
+            "'results' is a dict; expected a list of results",
+        ),
+        (
+            lambda doc: doc["results"][0].update(samples_ns=[2.5, 3.1]),
+            "results[0] (test_m.py::test_a).samples_ns[0]=2.5 is not valid: samples must be "
+            "integer nanoseconds; these look like milliseconds (multiply by 1e6)",
+        ),
+        (
+            lambda doc: doc["results"][0].pop("name"),
+            "results[0] has no 'name'; expected every result to have nodeid, name",
+        ),
+    ],
+)
+def test_compare_exits_2_for_a_run_of_the_wrong_shape_naming_the_file_and_field(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    edit: Any,
+    message: str,
+) -> None:
+    good = _run(tmp_path / "good.json", {"test_a": 1.0})
+    doc = json.loads(Path(good).read_text())
+    edit(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    for args in ([good, str(bad)], [str(bad), good]):
+        assert main(["compare", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"pytest-latency: error: {bad}: {message}"), err
+
+
+def test_compare_exits_2_for_a_folder_instead_of_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _run(tmp_path / "good.json", {"test_a": 1.0})
+    assert main(["compare", good, str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a folder; expected a file written by" in capsys.readouterr().err
+
+
+def test_show_exits_2_for_a_result_without_what_it_renders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run(tmp_path / "run.json", {"test_a": 1.0})  # no summary, n or targets: compare only
+    assert main(["show", run]) == 2
+    assert (
+        f"{run}: results[0] has no 'summary'; expected every result to have nodeid, name, "
+        "decision, summary, confidence, n, targets"
+    ) in capsys.readouterr().err

@@ -71,3 +71,46 @@ def test_overrides_replace_only_the_keywords_they_name() -> None:
     assert base.merged(Spec(p99_ms=9)).p50_ms == 4
     with pytest.raises(SpecError, match="unknown keyword"):
         base.merged({"p98_ms": 3})
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"seed": -1}, r"^seed=-1 is not valid; expected an integer >= 0$"),
+        ({"warmup": 10**12}, r"^warmup=1000000000000 is not valid; expected a count from 0 to "),
+        ({"rate_rps": 1e6}, r"^rate_rps=1000000.0 is not valid; .*distributed load generator"),
+        ({"concurrency": 10_000}, r"^concurrency=10000 is not valid; expected .* up to 1,024"),
+        ({"min_samples": 10**8}, r"^min_samples=100000000 is not valid; .* up to 10,000,000"),
+        ({"max_samples": 10**8}, r"^max_samples=100000000 is not valid; .* up to 10,000,000"),
+        ({"max_time_s": 10**6}, r"^max_time_s=1000000 is not valid; .* up to 86,400 \(one day"),
+        ({"max_time_s": float("inf")}, r"^max_time_s=inf is not valid; expected a positive"),
+        ({"confidence": float("nan")}, r"^confidence=nan is not valid; expected a number"),
+    ],
+)
+def test_values_that_would_fail_or_exhaust_memory_while_measuring_are_refused_up_front(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        Spec.from_kwargs(p99_ms=10, **kwargs)
+
+
+def test_the_documented_limits_themselves_are_accepted() -> None:
+    from pytest_latency.core.spec import (
+        MAX_CONCURRENCY,
+        MAX_RATE_RPS,
+        MAX_SAMPLES,
+        MAX_TIME_S,
+        MAX_WARMUP_CALLS,
+    )
+
+    spec = Spec(
+        p99_ms=10,
+        seed=0,
+        warmup=MAX_WARMUP_CALLS,
+        rate_rps=MAX_RATE_RPS,
+        min_samples=MAX_SAMPLES,
+        max_samples=MAX_SAMPLES,
+        max_time_s=MAX_TIME_S,
+    )
+    assert spec.rate_rps == MAX_RATE_RPS
+    assert Spec(p99_ms=10, concurrency=MAX_CONCURRENCY).concurrency == MAX_CONCURRENCY
