@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_latency.core.drivers import Call, ClosedLoopDriver, OpenLoopDriver, SerialDriver
+from pytest_latency.core.drivers import Call, ClosedLoopDriver, SerialDriver
+from pytest_latency.core.openloop import OpenLoopDriver
 
 FAR = 2**62
 

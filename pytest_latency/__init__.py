@@ -31,11 +31,14 @@ if TYPE_CHECKING:
         record_stage,
         stage,
     )
+    from .failures import LatencyMissed, SloFailure
 
 __version__ = "0.1.0"
 __all__ = [
     "Decision",
+    "LatencyMissed",
     "Result",
+    "SloFailure",
     "Spec",
     "SpecError",
     "TargetResult",
@@ -50,7 +53,15 @@ __all__ = [
 ]
 
 
+# The failure types subclass pytest's own, so they load pytest: only when asked for.
+_FAILURES = frozenset({"LatencyMissed", "SloFailure"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _FAILURES:
+        from . import failures
+
+        return getattr(failures, name)
     if name in __all__:
         return getattr(_core, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

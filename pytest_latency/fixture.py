@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .core.compare import Comparison
+from .core.drivers import NotTimedError
 from .core.result import Result
 from .core.runner import Progress, is_async_callable, measure
 from .core.spec import Spec, SpecError
-from .core.verdict import Decision
+from .core.verdict import Decision, Verdict
 from .report.table import failure_message
 from .settings import Settings
 
@@ -42,7 +43,7 @@ class LatencyFixture:
         settings: Settings,
         nodeid: str,
         record: Callable[[Result | Comparison], None],
-        fail: Callable[[str], Any],
+        fail: Callable[..., Any],
         progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.marker_spec = marker_spec
@@ -90,8 +91,12 @@ class LatencyFixture:
             raise TypeError(f"latency() needs a callable first, got {fn!r}")
         spec = self.spec_for(slo)
         label = name or getattr(fn, "__qualname__", None) or type(fn).__name__
-        loop = self._event_loop() if is_async_callable(fn) else None
-        measurement = measure(fn, args, kwargs, spec=spec, loop=loop, progress=self._progress)
+        loop = self._loop_for(fn)
+        try:
+            measurement = measure(fn, args, kwargs, spec=spec, loop=loop, progress=self._progress)
+        except NotTimedError as exc:
+            self._fail(f"{self.nodeid}: {exc}")
+            raise  # not reached: `fail` raises
         result = Result(
             label,
             spec,
@@ -125,6 +130,7 @@ class LatencyFixture:
         from .core.compare import compare
 
         plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
+        loop = self._loop_for(baseline) or self._loop_for(candidate)
         names = names or (
             getattr(baseline, "__qualname__", "baseline"),
             getattr(candidate, "__qualname__", "candidate"),
@@ -139,15 +145,20 @@ class LatencyFixture:
             spec=plan,
             block=block,
             names=names,
+            loop=loop,
         )
         self.results.append(result)
         self._record(result)
         if result.decision is not Decision.PASS:
             message = result.summary()
+            if result.problems[1:]:
+                message += "\n" + "\n".join(f"also: {p}" for p in result.problems[1:])
             errors = [s.first_error for s in (result.baseline, result.candidate) if s.first_error]
             if errors:
                 message += "\n\nfirst error:\n" + errors[0]
-            if result.decision is Decision.FAIL or self.settings.inconclusive == "fail":
+            if result.decision is Decision.FAIL:
+                self._fail(message, latency_missed=not result.problems)
+            elif self.settings.inconclusive == "fail":
                 self._fail(message)
             elif self.settings.inconclusive == "warn":
                 warnings.warn(PytestLatencyWarning(message), stacklevel=2)
@@ -159,23 +170,55 @@ class LatencyFixture:
             return
         message = failure_message(result.to_dict(include_samples=False))
         if decision is Decision.FAIL:
-            self._fail(message)
+            self._fail(message, latency_missed=_only_targets_missed(result.verdict))
         elif self.settings.inconclusive == "fail":
             self._fail(message + "\n\n(--latency-inconclusive=fail; 'warn' or 'pass' relax it)")
         elif self.settings.inconclusive == "warn":
             warnings.warn(PytestLatencyWarning(message), stacklevel=3)
 
+    def _loop_for(self, fn: Callable[..., Any]) -> asyncio.AbstractEventLoop | None:
+        """The loop to await `fn` on (None for a sync callable)."""
+        if not is_async_callable(fn):
+            return None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._event_loop()
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        self._fail(
+            f"{self.nodeid}: {name} is async, and this test already runs an event loop (an "
+            "`async def` test under pytest-asyncio or anyio). The latency fixture awaits async "
+            "callables on its own loop, driven from a synchronous test, so that the "
+            "measurement controls when each request starts. Write the test as a plain `def` "
+            "test: `def test_x(latency): latency(client.get, url)`; create loop-bound clients "
+            "inside the callable or in a sync fixture, not in an async fixture"
+        )
+        raise AssertionError("unreachable: fail raises")
+
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The fixture's own loop: async callables (and their tasks) run on it."""
+        if self._loop is not None and self._loop.is_running():
+            # An open loop's thread is still stuck in a call that blocks the loop: leave
+            # that loop to it and measure on a fresh one.
+            self._loop = None
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         return self._loop
 
     def close(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and not self._loop.is_running():
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
-            self._loop = None
+        self._loop = None
+
+
+def _only_targets_missed(verdict: Verdict) -> bool:
+    """A FAIL on latency or throughput targets alone, from a sound measurement: no
+    problems (hung calls, a generator that fell behind) and no error rate over budget."""
+    if verdict.problems:
+        return False
+    failed = [t for t in verdict.targets if t.decision is Decision.FAIL]
+    return bool(failed) and all(t.metric != "error_rate" for t in failed)
 
 
 def user_properties(result: Result) -> list[tuple[str, str]]:

@@ -173,6 +173,7 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
 
     ``result = latency(fn, *args, slo=None, name=None, **kwargs)``; see `LatencyFixture`.
     """
+    from . import failures
     from .fixture import LatencyFixture, user_properties
 
     item = request.node
@@ -203,7 +204,7 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
         settings=request.config.stash[SETTINGS_KEY],
         nodeid=item.nodeid,
         record=record,
-        fail=lambda message: pytest.fail(message, pytrace=False),
+        fail=failures.fail,
         progress=live_progress(request.config, item.nodeid),
     )
     yield fixture

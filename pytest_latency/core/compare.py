@@ -17,6 +17,7 @@ doubling sample counts spend the error budget as `verdict.look_alpha` does.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Callable
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from .drivers import Call, SerialDriver
-from .runner import Clock, _warmup
+from .hang import grace_ns
+from .runner import Clock, _warmup, cold_start, is_async_callable, run_guarded
 from .samples import Samples
 from .spec import Spec, SpecError
 from .stats import min_samples_for_quantile, quantile, quantile_bounds
@@ -50,6 +52,8 @@ class Comparison:
     looks: int
     block: int
     rounds: int
+    max_error_rate: float = 0.0
+    problems: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -62,6 +66,8 @@ class Comparison:
     def summary(self) -> str:
         label = f"p{self.quantile * 100:g}".replace(".", "")
         pct = f"{self.confidence * 100:g}%"
+        if self.problems:
+            return f"FAIL: {self.problems[0]}"
         if self.ratio is None:
             return f"INCONCLUSIVE: no samples for {label} (errors only?)"
         lo = "-" if self.lower is None else f"{self.lower:.2f}x"
@@ -102,6 +108,8 @@ class Comparison:
             "candidate_q_ms": self.quantile_ms("candidate") if self.candidate.n else None,
             "n": [self.baseline.n, self.candidate.n],
             "errors": [self.baseline.errors, self.candidate.errors],
+            "max_error_rate": self.max_error_rate,
+            "problems": list(self.problems),
         }
 
 
@@ -138,11 +146,15 @@ def compare(
     block: int = 50,
     names: tuple[str, str] = ("baseline", "candidate"),
     clock: Clock = time.perf_counter_ns,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> Comparison:
     """Measure both callables, alternating blocks, and decide the speed-up at `quantile`.
 
     `spec` supplies the plan (confidence, warm-up, max_samples per variant, max_time_s for
-    the whole comparison, gc); its targets are not used here.
+    the whole comparison, gc, max_error_rate); its latency targets are not used here. Async
+    callables are awaited on `loop` (one is made for the call when none is given). Either
+    side raising on more than ``max_error_rate`` of its calls, or a call that hangs, is a
+    FAIL whatever the speed-up: a candidate that fails on its slow inputs is not faster.
     """
     if not 0 < quantile < 1:
         raise SpecError(f"quantile={quantile!r} is not valid; expected a number in (0, 1)")
@@ -155,15 +167,65 @@ def compare(
     max_samples = spec.max_samples or 200_000
     deadline = clock() + int((spec.max_time_s or 30.0) * 1e9)
     kwargs = kwargs or {}
-    drivers = [SerialDriver(Call(fn, args, kwargs, None), clock) for fn in (baseline, candidate)]
-    cold = [d.run_block(1, deadline) for d in drivers]
+    own_loop = None
+    if loop is None and (is_async_callable(baseline) or is_async_callable(candidate)):
+        loop = own_loop = asyncio.new_event_loop()
+    try:
+        return _compare(
+            baseline,
+            candidate,
+            args,
+            kwargs,
+            quantile,
+            min_speedup,
+            spec,
+            block,
+            names,
+            clock,
+            loop,
+            deadline,
+            confidence,
+            max_samples,
+        )
+    finally:
+        if own_loop is not None:
+            own_loop.close()
+
+
+def _compare(
+    baseline: Callable[..., Any],
+    candidate: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    quantile: float,
+    min_speedup: float,
+    spec: Spec,
+    block: int,
+    names: tuple[str, str],
+    clock: Clock,
+    loop: asyncio.AbstractEventLoop | None,
+    deadline: int,
+    confidence: float,
+    max_samples: int,
+) -> Comparison:
+    hard = deadline + grace_ns(spec)
+    drivers = []
+    for fn in (baseline, candidate):
+        driver = SerialDriver(
+            Call(fn, args, kwargs, loop if is_async_callable(fn) else None), clock
+        )
+        driver.hard_ns = hard
+        drivers.append(driver)
+    cold = [cold_start(d.call, clock, deadline, hard) for d in drivers]
+    hung = [c.hung for c in cold]
     warm = []
-    for d in drivers:  # warm both before timing either
-        warm.append(_warmup(d, spec, deadline, clock))
+    for i, d in enumerate(drivers):  # warm both before timing either
+        warm.append(_warmup(d, spec, deadline, clock) if not any(hung) else None)
+        hung[i] += warm[-1].hung if warm[-1] else 0
 
     collected: list[list[int]] = [[], []]
-    errors, wall = [0, 0], [0, 0]
-    first_error: list[str | None] = [None, None]
+    errors, wall = [cold[0].errors, cold[1].errors], [0, 0]
+    first_error: list[str | None] = [cold[0].first_error, cold[1].first_error]
     first = max(
         min_samples_for_quantile(quantile, 1 - look_alpha(confidence, 1) / 2),
         spec.min_samples or 100,
@@ -171,13 +233,18 @@ def compare(
     next_look, look, rounds = min(first, max_samples), 0, 0
     gc_off = spec.gc != "on"
     while True:
-        while min(len(c) for c in collected) < next_look and clock() < deadline:
+        while (
+            min(len(c) + e for c, e in zip(collected, errors, strict=True)) < next_look
+            and clock() < deadline
+            and not any(hung)
+            and not (spec.max_error_rate == 0 and any(errors))
+        ):
             order = (0, 1) if rounds % 2 == 0 else (1, 0)
             for i in order:
                 if gc_off:
                     gc.disable()
                 try:
-                    got = drivers[i].run_block(block, deadline)
+                    got = run_guarded(drivers[i], block, deadline)
                 finally:
                     if gc_off:
                         gc.enable()
@@ -185,6 +252,7 @@ def compare(
                 errors[i] += got.errors
                 first_error[i] = first_error[i] or got.first_error
                 wall[i] += got.wall_ns
+                hung[i] += got.hung
             rounds += 1
             if gc_off:
                 gc.collect(1)
@@ -192,6 +260,9 @@ def compare(
         alpha = look_alpha(confidence, look)
         arrays = [np.sort(np.asarray(c, dtype=np.int64)) for c in collected]
         ratio, lower, upper, decision = _decide(arrays[0], arrays[1], quantile, alpha, min_speedup)
+        problems = _problems(names, collected, errors, hung, spec)
+        if problems:
+            decision = Decision.FAIL
         if decision is not Decision.INCONCLUSIVE or next_look >= max_samples or clock() >= deadline:
             break
         next_look = min(next_look * 2, max_samples)
@@ -205,6 +276,8 @@ def compare(
             looks=look,
             warmup=warm[i],
             cold_start_ns=cold[i].latencies_ns[0] if cold[i].latencies_ns else None,
+            hung=hung[i],
+            call_name=drivers[i].call.name,
         )
         for i in (0, 1)
     ]
@@ -224,4 +297,32 @@ def compare(
         look,
         block,
         rounds,
+        spec.max_error_rate,
+        problems,
     )
+
+
+def _problems(
+    names: tuple[str, str],
+    collected: list[list[int]],
+    errors: list[int],
+    hung: list[int],
+    spec: Spec,
+) -> tuple[str, ...]:
+    """Failures that decide the comparison whatever the speed-up says."""
+    out = []
+    for i in (0, 1):
+        if hung[i]:
+            out.append(
+                f"{names[i]}: {hung[i]} call(s) did not return within max_time_s "
+                f"{spec.max_time_s:g} s plus a grace of {grace_ns(spec) / 1e9:g} s"
+            )
+        total = len(collected[i]) + errors[i]
+        rate = errors[i] / total if total else 0.0
+        if errors[i] and rate > spec.max_error_rate:
+            out.append(
+                f"{names[i]} raised on {errors[i]} of {total} calls (error rate {rate:.1%}, "
+                f"allowed {spec.max_error_rate:.1%}): a side that fails cannot be compared "
+                "on the calls that succeeded; the first traceback is below"
+            )
+    return tuple(out)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .samples import IntArray, Samples
+from .samples import CENSORED_UPPER_NS, IntArray, Samples
 from .spec import Spec
 from .stats import quantile, quantile_bounds
 from .verdict import NS_PER_MS, Verdict
@@ -59,15 +59,16 @@ class Result:
         return None if c is None else c / NS_PER_MS
 
     def percentile_ms(self, q: float) -> float:
-        """Nearest-rank ``q`` quantile in ms (e.g. ``result.percentile_ms(0.99)``)."""
-        if not self.n:
+        """Nearest-rank ``q`` quantile in ms (e.g. ``result.percentile_ms(0.99)``); an open
+        loop's unfinished requests count at their lower bound (``samples.censored_ns``)."""
+        if not self.n + self.samples.censored:
             raise ValueError("no successful samples")
         return quantile(self.samples.sorted_ns(), q) / NS_PER_MS
 
     @property
     def percentiles_ms(self) -> dict[str, float]:
-        """p50 .. p999, max and mean, in ms."""
-        if not self.n:
+        """p50 .. p999, max and mean, in ms (unfinished requests at their lower bound)."""
+        if not self.n + self.samples.censored:
             return {}
         ordered = self.samples.sorted_ns()
         out = {k: quantile(ordered, q) / NS_PER_MS for k, q in REPORTED_QUANTILES.items()}
@@ -76,8 +77,12 @@ class Result:
         return out
 
     def bounds_ms(self, q: float) -> tuple[float | None, float | None]:
-        """One-sided confidence bounds for the ``q`` quantile at the verdict's error level."""
+        """One-sided confidence bounds for the ``q`` quantile at the verdict's error level
+        (no upper bound where it would fall on an unfinished request)."""
         lo, hi = quantile_bounds(self.samples.sorted_ns(), q, self.verdict.alpha)
+        if self.samples.censored:
+            hi = quantile_bounds(self.samples.sorted_upper_ns(), q, self.verdict.alpha)[1]
+            hi = None if hi is not None and hi >= CENSORED_UPPER_NS else hi
         return (
             None if lo is None else lo / NS_PER_MS,
             None if hi is None else hi / NS_PER_MS,
@@ -108,7 +113,7 @@ class Result:
         """JSON-ready form; `from_dict`-free by design: the CLI renders these dicts directly."""
         s = self.samples
         pct_bounds = {}
-        if self.n:
+        if self.n + s.censored:
             for key in ("p50", "p99"):
                 lo, hi = self.bounds_ms(REPORTED_QUANTILES[key])
                 pct_bounds[key] = [lo, hi]
@@ -124,6 +129,8 @@ class Result:
             "looks": self.verdict.look,
             "n": s.n,
             "errors": s.errors,
+            "censored": s.censored,
+            "hung": s.hung,
             "first_error": s.first_error,
             "stopped_by": s.stopped_by,
             "cold_start_ms": self.cold_start_ms,
@@ -147,4 +154,6 @@ class Result:
         }
         if include_samples:
             out["samples_ns"] = np.asarray(s.latencies_ns).tolist()
+            if s.censored:  # lower bounds of unfinished requests, kept apart from samples
+                out["censored_ns"] = np.asarray(s.censored_ns).tolist()
         return out

@@ -35,12 +35,14 @@ from .drivers import (
     Call,
     ClosedLoopDriver,
     Driver,
-    OpenLoopDriver,
     SerialDriver,
+    check_result,
 )
+from .hang import CallTimeout, grace_ns, largest_target_ns, watchdog
+from .openloop import OpenLoopDriver
 from .samples import LoadStats, Samples, WarmupStats
 from .spec import Spec
-from .stages import StageRecorder, recording
+from .stages import StageRecorder, measuring, recording
 from .stats import min_samples_for_quantile
 from .verdict import Decision, Verdict, evaluate, look_alpha
 from .warmup import WarmupPolicy, is_steady, next_window_size
@@ -97,7 +99,16 @@ def first_look_samples(spec: Spec) -> int:
 
 def make_driver(call: Call, spec: Spec, clock: Clock) -> Driver:
     if spec.rate_rps is not None:
-        return OpenLoopDriver(call, spec.rate_rps, spec.arrivals or "poisson", spec.seed, clock)
+        # A block waits for its unfinished requests only until they exceed every latency
+        # target: waiting longer could not change a decision.
+        return OpenLoopDriver(
+            call,
+            spec.rate_rps,
+            spec.arrivals or "poisson",
+            spec.seed,
+            clock,
+            drain_ns=largest_target_ns(spec) or grace_ns(spec),
+        )
     if spec.concurrency and spec.concurrency > 1:
         return ClosedLoopDriver(call, spec.concurrency, clock)
     return SerialDriver(call, clock)
@@ -116,20 +127,70 @@ class _Collector:
         self.not_issued = 0
         self.scheduled_span_ns = 0
         self.actual_span_ns = 0
+        self.censored: dict[int, int] = {}  # open loop: arrival index -> lower bound, ns
+        self.hung = 0
+        self.hung_waited_ns = 0
+
+    @property
+    def calls(self) -> int:
+        """Calls accounted for: finished (timed or failed) and unfinished (censored)."""
+        return self.n + self.errors + len(self.censored)
 
     def add(self, block: Block) -> None:
-        if block.latencies_ns:
-            arr = np.asarray(block.latencies_ns, dtype=np.int64)
+        late: list[int] = []
+        for i, latency, error in block.resolved:  # earlier-censored requests that finished
+            if self.censored.pop(i, None) is None:
+                continue  # a warm-up request
+            if latency is None:
+                self.errors += 1
+                self.first_error = self.first_error or error
+            else:
+                late.append(latency)
+        self.censored.update(block.censored)
+        for i, waited in block.still_censored.items():
+            if i in self.censored:  # not a warm-up request: its bound grew
+                self.censored[i] = waited
+        latencies = block.latencies_ns + late
+        if latencies:
+            arr = np.asarray(latencies, dtype=np.int64)
             self.chunks.append(arr)
             self.n += len(arr)
         self.errors += block.errors
         if self.first_error is None:
             self.first_error = block.first_error
+        self.hung += block.hung
+        self.hung_waited_ns = max(self.hung_waited_ns, block.hung_waited_ns)
         self.wall_ns += block.wall_ns
         self.lags.extend(block.start_lags_ns)
         self.not_issued += block.not_issued
         self.scheduled_span_ns += block.scheduled_span_ns
         self.actual_span_ns += block.actual_span_ns
+
+    def samples(
+        self,
+        cold_ns: int | None,
+        look: int,
+        warm: WarmupStats,
+        driver: Driver,
+        spec: Spec,
+        recorder: StageRecorder,
+        call: Call,
+    ) -> Samples:
+        return Samples(
+            latencies_ns=self.latencies(),
+            errors=self.errors,
+            first_error=self.first_error,
+            cold_start_ns=cold_ns,
+            wall_ns=self.wall_ns,
+            looks=look,
+            warmup=warm,
+            load=self.load(driver, spec),
+            stages=recorder.arrays(),
+            censored_ns=np.fromiter(self.censored.values(), dtype=np.int64),
+            hung=self.hung,
+            hung_waited_ns=self.hung_waited_ns,
+            call_name=call.name,
+        )
 
     def latencies(self) -> np.ndarray[Any, np.dtype[np.int64]]:
         if len(self.chunks) > 1:
@@ -158,15 +219,39 @@ class _Collector:
             start_lag_p50_ns=int(np.percentile(lags, 50)) if len(lags) else None,
             start_lag_p99_ns=int(np.percentile(lags, 99)) if len(lags) else None,
             achieved_rps=achieved,
+            censored=len(self.censored),
         )
+
+
+def run_guarded(driver: Driver, count: int, deadline_ns: int) -> Block:
+    """`driver.run_block` with the main thread's watchdog armed at `driver.hard_ns`.
+
+    Calls that run on this thread (serial ones, async ones on the fixture's loop) are
+    interrupted there; worker threads are watched by the drivers themselves. A call the
+    watchdog stopped comes back as a block with ``hung`` set.
+    """
+    on_this_thread = driver.mode == "serial" or (driver.call.is_async and driver.mode != "open")
+    if driver.hard_ns is None or not on_this_thread:
+        return driver.run_block(count, deadline_ns)
+    started = driver.clock()
+    try:
+        with watchdog(driver.hard_ns, driver.clock):
+            block = driver.run_block(count, deadline_ns)
+    except CallTimeout:  # fired outside the driver's own handler: keep what it had
+        block = driver.partial or Block()
+    late_ns = driver.clock() - driver.hard_ns
+    if late_ns > 0 and not block.hung:
+        # The call swallowed every CallTimeout and came back past the limit anyway.
+        block.add_hung(1, late_ns + (driver.hard_ns - started))
+    return block
 
 
 def _warmup(driver: Driver, spec: Spec, deadline_ns: int, clock: Clock) -> WarmupStats:
     start = clock()
     if spec.warmup != "auto":
         count = int(spec.warmup or 0)
-        errors = driver.run_block(count, deadline_ns).errors if count else 0
-        return WarmupStats("count", count, False, clock() - start, errors)
+        block = run_guarded(driver, count, deadline_ns) if count else Block()
+        return WarmupStats("count", count, False, clock() - start, block.errors, block.hung)
     policy = WarmupPolicy()
     max_time_s = spec.max_time_s or 30.0
     bound_ns = start + int(max_time_s * policy.max_time_share * 1e9)
@@ -176,11 +261,14 @@ def _warmup(driver: Driver, spec: Spec, deadline_ns: int, clock: Clock) -> Warmu
     if driver.mode == "open" and spec.rate_rps:
         size = max(policy.min_window, int(spec.rate_rps * 0.1))
     steady = False
-    errors = 0
+    errors = hung = 0
     while calls < policy.max_calls and clock() < min(bound_ns, deadline_ns):
-        block = driver.run_block(size, min(bound_ns, deadline_ns))
+        block = run_guarded(driver, size, min(bound_ns, deadline_ns))
         calls += len(block.latencies_ns) + block.errors
         errors += block.errors
+        if block.hung:
+            hung = block.hung
+            break
         if not block.latencies_ns:
             if block.errors == 0:
                 break
@@ -191,7 +279,7 @@ def _warmup(driver: Driver, spec: Spec, deadline_ns: int, clock: Clock) -> Warmu
             break
         if driver.mode != "open":
             size = next_window_size(medians[-1] / driver.concurrency, policy)
-    return WarmupStats("auto", calls, steady, clock() - start, errors)
+    return WarmupStats("auto", calls, steady, clock() - start, errors, hung)
 
 
 def measure(
@@ -207,24 +295,55 @@ def measure(
     """Measure `fn(*args, **kwargs)` under `spec` (already `Spec.resolved`) and decide it.
 
     Async callables run on `loop` (one is created and closed here when none is given).
+    A sync callable that returns a coroutine, awaitable, generator or future raises
+    `NotTimedError` after its first call: timing it would time nothing.
     """
     own_loop = None
     if is_async_callable(fn) and loop is None:
         loop = own_loop = asyncio.new_event_loop()
     call = Call(fn, args, kwargs or {}, loop if is_async_callable(fn) else None)
-    driver = make_driver(call, spec, clock)
     gc_was_enabled = gc.isenabled()
+    with measuring():  # before the driver: its threads and tasks inherit this context
+        driver = make_driver(call, spec, clock)
+        try:
+            return _measure(call, driver, spec, clock, progress, gc_was_enabled)
+        finally:
+            driver.close()
+            # Leave the collector as the caller had it (a test may have disabled it itself).
+            if gc_was_enabled:
+                gc.enable()
+            else:
+                gc.disable()
+            if own_loop is not None and not own_loop.is_running():
+                own_loop.close()
+
+
+def cold_start(call: Call, clock: Clock, deadline_ns: int, hard_ns: int) -> Block:
+    """The first call, timed on its own; a sync call's return value is checked for work
+    left undone (`check_result`)."""
+    if call.is_async:
+        driver = SerialDriver(call, clock)
+        driver.hard_ns = hard_ns
+        return run_guarded(driver, 1, deadline_ns)
+    block = Block()
+    t0 = clock()
     try:
-        return _measure(call, driver, spec, clock, progress, gc_was_enabled)
-    finally:
-        driver.close()
-        # Leave the collector as the caller had it (a test may have disabled it itself).
-        if gc_was_enabled:
-            gc.enable()
-        else:
-            gc.disable()
-        if own_loop is not None:
-            own_loop.close()
+        with watchdog(hard_ns, clock):
+            try:
+                value = call.bound()()
+            except Exception as exc:  # the callable's failure is data, not our crash
+                block.add_error(exc)
+                return block
+            block.latencies_ns.append(clock() - t0)
+    except CallTimeout:
+        block.add_hung(1, clock() - t0)
+        return block
+    if clock() > hard_ns:  # it swallowed every CallTimeout and came back past the limit
+        block.latencies_ns.clear()
+        block.add_hung(1, clock() - t0)
+        return block
+    check_result(call.fn, value)
+    return block
 
 
 def _measure(
@@ -239,18 +358,35 @@ def _measure(
     max_samples = spec.max_samples or 200_000
     t_begin = clock()
     deadline = t_begin + int(max_time_s * 1e9)
+    grace = grace_ns(spec)
+    driver.hard_ns = deadline + grace
+    if isinstance(driver, OpenLoopDriver):
+        driver.horizon_ns = deadline  # one schedule, from the first warm-up request to here
     collected = _Collector()
+    gc_off = spec.gc != "on"
+    if gc_off:
+        # A full collection here, before any load: an open loop's schedule runs on from the
+        # warm-up into the timed blocks, so a pause between them would delay requests.
+        gc.collect()
 
-    cold = SerialDriver(call, clock).run_block(1, deadline)
+    cold = cold_start(call, clock, deadline, deadline + grace)
     cold_ns = cold.latencies_ns[0] if cold.latencies_ns else None
     collected.errors += cold.errors
     collected.first_error = cold.first_error
+    collected.hung += cold.hung
+    collected.hung_waited_ns = cold.hung_waited_ns
 
-    warm = _warmup(driver, spec, deadline, clock)
+    warm = (
+        WarmupStats(str(spec.warmup if spec.warmup == "auto" else "count"), 0, False, 0)
+        if collected.hung
+        else _warmup(driver, spec, deadline, clock)
+    )
+    if warm.hung:
+        collected.hung += warm.hung
+        collected.hung_waited_ns = max(collected.hung_waited_ns, clock() - t_begin)
 
-    gc_off = spec.gc != "on"
     if gc_off:
-        gc.collect()
+        gc.collect(1 if driver.mode == "open" else 2)
     per_call_ns = _per_call_estimate(driver, cold_ns, warm)
     target_ns = OPEN_BLOCK_TARGET_NS if driver.mode == "open" else BLOCK_TARGET_NS
     if driver.mode == "open" and spec.rate_rps:
@@ -265,28 +401,28 @@ def _measure(
     verdict: Verdict | None = None
     samples: Samples | None = None
     while True:
-        want = min(next_look, max_samples) - (collected.n + collected.errors)
-        if want > 0 and clock() < deadline:
+        want = min(next_look, max_samples) - collected.calls
+        if want > 0 and clock() < deadline and not collected.hung:
             if gc_off:
                 gc.disable()
             try:
                 with recording(recorder):
-                    block = driver.run_block(min(want, block_cap), deadline)
+                    block = run_guarded(driver, min(want, block_cap), deadline)
             finally:
                 if gc_off and gc_was_enabled:
                     gc.enable()
                 if gc_off:
                     gc.collect(1)
             collected.add(block)
-            produced = len(block.latencies_ns) + block.errors
+            produced = len(block.latencies_ns) + block.errors + len(block.censored)
             # Calls, failed or not, count toward the next look, so a callable that keeps
             # raising still reaches a decision. With no error budget the first error decides
             # (FAIL) at once; with a budget the rate is judged at the look, not mid-way.
-            calls = collected.n + collected.errors
             if (
-                calls < min(next_look, max_samples)
+                collected.calls < min(next_look, max_samples)
                 and produced
                 and not (collected.errors and spec.max_error_rate == 0)
+                and not collected.hung
                 and clock() < deadline
             ):
                 if progress is not None:  # between blocks: one call, no evaluation
@@ -303,29 +439,29 @@ def _measure(
                     )
                 continue
         look += 1
-        samples = Samples(
-            latencies_ns=collected.latencies(),
-            errors=collected.errors,
-            first_error=collected.first_error,
-            cold_start_ns=cold_ns,
-            wall_ns=collected.wall_ns,
-            looks=look,
-            warmup=warm,
-            load=collected.load(driver, spec),
-            stages=recorder.arrays(),
-        )
+        samples = collected.samples(cold_ns, look, warm, driver, spec, recorder, call)
         verdict = evaluate(samples, spec, look)
         now = clock()
         stop = (
-            "decided"
+            "hung"
+            if collected.hung
+            else "decided"
             if verdict.decision is not Decision.INCONCLUSIVE
             else "max_samples"
-            if collected.n + collected.errors >= max_samples
+            if collected.calls >= max_samples
             else "max_time"
             if now >= deadline
             else None
         )
-        if stop is None:
+        if stop is not None:
+            # Requests still unfinished get a grace; those still running then are hung.
+            tail = driver.finish(grace)
+            if tail is not None and tail.hung:
+                collected.add(tail)
+                stop = "hung"
+                samples = collected.samples(cold_ns, look, warm, driver, spec, recorder, call)
+                verdict = evaluate(samples, spec, look)
+        else:
             next_look = min(next_look * 2, max_samples)
         if progress is not None:
             progress(

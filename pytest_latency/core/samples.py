@@ -13,6 +13,14 @@ import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
 
+# Stands for "unfinished, latency unknown" when a censored request bounds a quantile from
+# above: larger than any latency, so it can only push a verdict towards FAIL.
+CENSORED_UPPER_NS = int(np.iinfo(np.int64).max)
+
+
+def _no_samples() -> IntArray:
+    return np.empty(0, dtype=np.int64)
+
 
 @dataclass(frozen=True)
 class LoadStats:
@@ -20,7 +28,9 @@ class LoadStats:
 
     Open loop: ``late`` counts requests that started more than ``late_threshold_ns`` after
     their intended start (their latency still counts from the intended start: coordinated
-    omission correction); ``not_issued`` counts scheduled requests the budget ended before;
+    omission correction); ``not_issued`` counts requests that were due but that no worker
+    had started when their block ended (all workers busy); ``censored`` counts requests
+    still unfinished when the measurement ended (each a lower bound on its latency);
     ``achieved_rps`` is the rate at which requests actually started.
     """
 
@@ -35,6 +45,7 @@ class LoadStats:
     start_lag_p50_ns: int | None = None
     start_lag_p99_ns: int | None = None
     achieved_rps: float | None = None
+    censored: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,11 +57,17 @@ class WarmupStats:
     steady: bool  # auto: a steady state was detected before the bound
     duration_ns: int
     errors: int = 0  # calls that raised during warm-up (not counted in the timed samples)
+    hung: int = 0  # calls still running when the measurement gave up on them
 
 
 @dataclass(frozen=True)
 class Samples:
-    """Raw record of one measurement. Latencies of successful calls only, in ns."""
+    """Raw record of one measurement. Latencies of successful calls only, in ns.
+
+    ``censored_ns`` (open loop): requests unfinished when the measurement ended, each with the
+    time it had waited since its intended start -- a lower bound on its latency. ``hung``:
+    calls still running when the measurement gave up on them (``max_time_s`` plus a grace).
+    """
 
     latencies_ns: IntArray
     errors: int = 0
@@ -62,6 +79,10 @@ class Samples:
     warmup: WarmupStats | None = None
     load: LoadStats = field(default_factory=lambda: LoadStats(mode="serial"))
     stages: Mapping[str, IntArray] = field(default_factory=dict)  # span durations per stage
+    censored_ns: IntArray = field(default_factory=_no_samples)
+    hung: int = 0
+    hung_waited_ns: int = 0
+    call_name: str = ""
 
     @property
     def n(self) -> int:
@@ -79,7 +100,22 @@ class Samples:
         total = self.n + self.errors
         return self.errors / total if total else 0.0
 
+    @property
+    def censored(self) -> int:
+        return len(self.censored_ns)
+
     def sorted_ns(self) -> IntArray:
-        out = np.sort(self.latencies_ns, kind="stable")
+        """Latencies, sorted, with each censored request at its lower bound (what is known)."""
+        both = np.concatenate([self.latencies_ns, self.censored_ns]) if self.censored else None
+        out = np.sort(self.latencies_ns if both is None else both, kind="stable")
+        out.setflags(write=False)
+        return out
+
+    def sorted_upper_ns(self) -> IntArray:
+        """Latencies, sorted, with each censored request at `CENSORED_UPPER_NS` (unknown)."""
+        if not self.censored:
+            return self.sorted_ns()
+        unknown = np.full(self.censored, CENSORED_UPPER_NS, dtype=np.int64)
+        out = np.sort(np.concatenate([self.latencies_ns, unknown]), kind="stable")
         out.setflags(write=False)
         return out

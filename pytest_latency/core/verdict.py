@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .samples import IntArray, Samples
+from .hang import grace_ns
+from .samples import CENSORED_UPPER_NS, IntArray, Samples
 from .spec import PERCENTILE_KEYS, Spec
 from .stats import quantile, quantile_bounds, samples_to_decide
 
@@ -194,7 +195,17 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
     alpha = look_alpha(confidence, look)
     rows: list[TargetResult] = []
     n = samples.n
-    ordered = samples.sorted_ns() if n else None
+    total = n + samples.censored
+    # Censored requests (unfinished) sit at their lower bound in `ordered` and at "unknown,
+    # larger than anything" in `upper`: lower bounds come from the first, upper bounds from
+    # the second, so an unfinished request can only push a decision towards FAIL.
+    ordered = samples.sorted_ns() if total else None
+    upper = samples.sorted_upper_ns() if samples.censored else None
+    censored_note = (
+        f"{samples.censored} unfinished request(s) counted at their lower bound"
+        if samples.censored
+        else ""
+    )
 
     for key, q in PERCENTILE_KEYS.items():
         target_ms = getattr(spec, key)
@@ -209,7 +220,8 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
                 alpha,
                 confidence,
                 look,
-                note="" if n else "no samples",
+                note=censored_note if total else "no samples",
+                upper=upper,
             )
         )
 
@@ -227,7 +239,8 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
 
     if spec.max_ms is not None:
         observed = _ms(int(ordered[-1])) if ordered is not None else None
-        ok = observed is not None and observed <= spec.max_ms
+        over = observed is not None and observed > spec.max_ms
+        ok = observed is not None and not over and not samples.censored
         rows.append(
             TargetResult(
                 "max",
@@ -235,9 +248,10 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
                 observed,
                 None,
                 None,
-                n,
-                Decision.PASS if ok else (Decision.FAIL if observed else Decision.INCONCLUSIVE),
-                note="sample maximum: more samples can only raise it",
+                total,
+                Decision.PASS if ok else (Decision.FAIL if over else Decision.INCONCLUSIVE),
+                note="sample maximum: more samples can only raise it"
+                + (f"; {censored_note}" if censored_note else ""),
             )
         )
     if spec.cold_start_ms is not None:
@@ -293,7 +307,7 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
             )
         )
 
-    problems = _load_problems(samples)
+    problems = _hung_problems(samples, spec) + _load_problems(samples)
     if missing_stages and n:
         problems += (
             f"the budget names stage(s) {', '.join(map(repr, missing_stages))} but no spans "
@@ -325,8 +339,12 @@ def _percentile_row(
     confidence: float,
     look: int,
     note: str = "",
+    upper: IntArray | None = None,
 ) -> TargetResult:
-    """PASS / FAIL / INCONCLUSIVE for one quantile from sorted samples."""
+    """PASS / FAIL / INCONCLUSIVE for one quantile from sorted samples.
+
+    `upper`, when given, is the same samples with censored ones at `CENSORED_UPPER_NS`: the
+    upper bound comes from it (an unfinished request may be arbitrarily slow)."""
     if ordered is None or not len(ordered):
         return TargetResult(
             metric, target_ms, None, None, None, 0, Decision.INCONCLUSIVE, quantile=q, note=note
@@ -334,13 +352,17 @@ def _percentile_row(
     n = len(ordered)
     target_ns = round(target_ms * NS_PER_MS)
     lo, hi = quantile_bounds(ordered, q, alpha)
+    if upper is not None:
+        hi = quantile_bounds(upper, q, alpha)[1]
+        if hi is not None and hi >= CENSORED_UPPER_NS:
+            hi = None  # unbounded: the bound falls on an unfinished request
     if hi is not None and hi <= target_ns:
         decision = Decision.PASS
     elif lo is not None and lo > target_ns:
         decision = Decision.FAIL
     else:
         decision = Decision.INCONCLUSIVE
-    over = int(n - ordered.searchsorted(target_ns, side="right"))
+    over = int(n - (ordered if upper is None else upper).searchsorted(target_ns, side="right"))
     return TargetResult(
         metric,
         target_ms,
@@ -357,6 +379,19 @@ def _percentile_row(
             if decision is Decision.INCONCLUSIVE
             else None
         ),
+    )
+
+
+def _hung_problems(samples: Samples, spec: Spec) -> tuple[str, ...]:
+    if not samples.hung:
+        return ()
+    call = f" of {samples.call_name}" if samples.call_name else ""
+    return (
+        f"{samples.hung} call(s){call} did not return: the longest had run "
+        f"{samples.hung_waited_ns / 1e9:.1f} s when the measurement gave up on it (max_time_s "
+        f"{spec.max_time_s or 30:g} s plus a grace of {grace_ns(spec) / 1e9:g} s). A call that "
+        "hangs fails the test whatever the percentiles say; give the client a timeout, or "
+        "find what it waits on",
     )
 
 

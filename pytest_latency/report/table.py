@@ -109,6 +109,11 @@ def context_line(result: Row) -> str:
             f"{load['issued']} issued, {load['late']} started >"
             f"{load['late_threshold_ns'] / 1e6:g} ms late, {load['not_issued']} not issued, "
             f"start lag p99 {_num((load.get('start_lag_p99_ns') or 0) / 1e6, 'ms')} ms"
+            + (
+                f", {load['censored']} unfinished at the end (counted at their lower bound)"
+                if load.get("censored")
+                else ""
+            )
         )
     elif load.get("mode") == "closed":
         parts.append(f"closed loop, concurrency {load['concurrency']}")

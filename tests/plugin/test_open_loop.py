@@ -26,7 +26,9 @@ def test_open_loop_at_a_constant_rate_reports_the_load_it_offered(
             assert load.issued == result.n >= 100
             assert load.not_issued == 0
             assert 0 <= load.late <= load.issued
-            assert 0.8 * 200 < load.achieved_rps < 1.2 * 200
+            # The generator kept up (the verdict's own criterion, >= 90 %); a late burst can
+            # compress the starts of a 0.5 s block, not halve its span.
+            assert 0.9 * 200 <= load.achieved_rps < 2 * 200
             assert load.start_lag_p50_ns is not None
             assert result.verdict.problems == ()
         """
@@ -53,7 +55,7 @@ def test_missed_open_loop_slo_shows_the_offered_load_in_its_context_line(
         [
             "*FAIL: p50 is over 0.5 ms*",
             "*open loop 200 rps constant: 20 issued, * started >1 ms late, 0 not issued, "
-            "start lag p99 * ms; * rps; warm-up 5 calls (count)*",
+            "start lag p99 * ms*; * rps; warm-up 5 calls (count)*",
         ]
     )
 

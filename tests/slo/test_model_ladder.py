@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from pytest_latency import LatencyMissed
+
 pytestmark = pytest.mark.slo
 
 
@@ -35,6 +37,7 @@ def labels_of(predictor: Any) -> Callable[[Sequence[str]], list[int]]:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=LatencyMissed,
     reason="PyTorch FP32 eager, batch 1, 2 threads: ~8-11 ms per review of 20-60 tokens on "
     "these CPUs, so the tail sits over 10 ms; the playbook's fix is export + fusion + INT8",
 )

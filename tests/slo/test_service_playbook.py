@@ -20,7 +20,7 @@ import pytest
 
 httpx = pytest.importorskip("httpx", reason="run: pip install -r requirements/reference.txt")
 
-from pytest_latency import record_stage  # noqa: E402
+from pytest_latency import LatencyMissed, record_stage  # noqa: E402
 
 pytestmark = pytest.mark.slo
 
@@ -98,6 +98,7 @@ def client_for(review_texts: list[str]) -> Iterator[Callable[..., Client]]:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=LatencyMissed,
     reason="FastAPI + PyTorch FP32 in the server process: 10-30 ms of model time per review "
     "on 2 CPU threads, and requests queue behind it, so the tail is far over 10 ms",
 )
@@ -118,6 +119,7 @@ def warm_cache(service_url: str, review_texts: list[str]) -> list[str]:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=LatencyMissed,
     reason="half the requests miss the cache, and a miss pays the HTTP front (~1 ms), Redis "
     "(~0.5 ms) and Triton's Python backend running ORT INT8 (~4-6 ms p50) while five "
     "processes share 2 CPU cores: 13-15 ms p50 and 26-52 ms p99 for misses here, and Triton "
