@@ -4,14 +4,15 @@ correction, as wrk2 and MLPerf LoadGen's Server scenario do).
 
 How it runs:
 
-* A dispatcher (a daemon thread for sync callables; a task on the fixture's event loop, run
-  by a daemon thread, for async ones) walks one Poisson or constant schedule from the first
-  warm-up request to the end of ``max_time_s``. Blocks, looks and warm-up windows never pause
-  or restart it: the runner only *accounts* for arrivals, by index.
-* Sync requests run on up to `OPEN_LOOP_THREADS` daemon threads; when every thread is busy,
-  requests wait in an unbounded queue with their intended start, start late, and are timed
-  from when they should have started. Async requests are tasks: no limit but memory
-  (``rate_rps * max_time_s`` requests at most, bounded by the marker's validation).
+* One Poisson or constant schedule runs from the first warm-up request to the end of
+  ``max_time_s``. Blocks, looks and warm-up windows never pause or restart it: the runner
+  only *accounts* for arrivals, by index, while the requests go on in other threads.
+* Sync requests run on `OPEN_LOOP_THREADS` daemon threads: each takes the next arrival,
+  sleeps until its instant and runs it. When every thread is busy, due arrivals wait untaken
+  -- an unbounded queue -- and start late, timed from when they should have started. Async
+  requests are tasks started at their instant by a dispatcher on the fixture's event loop,
+  which a daemon thread runs for the measurement: no limit but memory (``rate_rps *
+  max_time_s`` requests at most, bounded by the marker's ceilings).
 * A block ends once its arrivals are due and each has finished or has waited longer than the
   largest latency target (so it already exceeds every target). An unfinished one is
   *censored*: its latency is at least ``now - intended``. It is counted as that lower bound
@@ -25,8 +26,8 @@ How it runs:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
-import functools
 import threading
 import time
 import traceback
@@ -36,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from .drivers import POLL_S, Block, Call, Clock, Driver
-from .hang import DaemonPool
 
 # Worker threads an open loop keeps for a sync callable; further requests queue.
 OPEN_LOOP_THREADS = 32
@@ -105,77 +105,87 @@ class OpenLoopDriver(Driver):
         self._cursor = 0  # first arrival not yet accounted for by a block
         self._carried: dict[int, int] = {}  # censored in an earlier block, not finished yet
         self._unstarted: set[int] = set()  # accounted for before any worker started them
+        self._next = 0  # the next arrival no worker has taken
+        self._horizon = 0
+        self._base = 0
+        self._offsets: Iterator[int] = iter(())
         self._stop = threading.Event()
-        self._dispatched = threading.Event()  # the dispatcher reached the horizon
         self._loop_done = threading.Event()
-        self._pool: DaemonPool | None = None
-        self._thread: threading.Thread | None = None
+        self._threads_started: list[threading.Thread] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.loop_stuck = False  # async: the loop thread did not stop (a call blocks it)
 
-    # -- the dispatcher ------------------------------------------------------------------
+    # -- issuing requests ----------------------------------------------------------------
 
     def _begin(self, deadline_ns: int) -> None:
-        horizon = self.horizon_ns if self.horizon_ns is not None else deadline_ns
-        base = self.clock() + _LEAD_NS
-        context = contextvars.copy_context()
+        self._horizon = self.horizon_ns if self.horizon_ns is not None else deadline_ns
+        self._base = self.clock() + _LEAD_NS
+        self._offsets = self.schedule.offsets()
         if self.call.is_async:
-            target: Any = functools.partial(self._run_loop, base, horizon)
+            targets: list[Any] = [self._run_loop]
+            name = "latency-open-loop"
         else:
-            self._pool = DaemonPool(self._threads, "latency-open")
-            target = functools.partial(self._dispatch_sync, base, horizon)
-        self._thread = threading.Thread(
-            target=context.run, args=(target,), name="latency-open-dispatcher", daemon=True
-        )
-        self._thread.start()
+            targets = [self._work_sync] * self._threads
+            name = "latency-open"
+        for k, target in enumerate(targets):
+            # Each thread runs in a copy of the measuring context (the stage recorder).
+            thread = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(target,),
+                name=f"{name}-{k}",
+                daemon=True,  # one stuck in a call must not keep the interpreter alive
+            )
+            self._threads_started.append(thread)
+            thread.start()
 
-    def _issue(self, intended: int) -> int:
-        with self._lock:
-            i = len(self._intended)
-            self._intended.append(intended)
+    def _ensure(self, n: int) -> None:
+        """Draw the schedule up to `n` arrivals (the caller holds the lock)."""
+        while len(self._intended) < n:
+            self._intended.append(self._base + next(self._offsets))
             self._start.append(0)
             self._end.append(0)
-        return i
 
-    def _dispatch_sync(self, base: int, horizon: int) -> None:
-        clock, stop, pool = self.clock, self._stop, self._pool
-        assert pool is not None
-        try:
-            for offset in self.schedule.offsets():
-                intended = base + offset
-                if intended > horizon or stop.is_set():
-                    break
-                remaining = intended - clock()
-                if remaining > _SPIN_NS and stop.wait((remaining - _SPIN_NS) / 1e9):
-                    break
-                while clock() < intended:
-                    time.sleep(0)  # releases the GIL while waiting out the last microseconds
-                i = self._issue(intended)
-                if not pool.submit(functools.partial(self._one_sync, i, intended)):
-                    break  # closed under us: the measurement is over
-        finally:
-            self._dispatched.set()
+    def _claim(self) -> tuple[int, int]:
+        """The next arrival nobody has taken yet, and its intended start."""
+        with self._lock:
+            i = self._next
+            self._next += 1
+            self._ensure(i + 1)
+            return i, self._intended[i]
 
-    def _one_sync(self, i: int, intended: int) -> None:
-        call = self.call
-        self._start[i] = self.clock()
-        try:
-            call.fn(*call.args, **call.kwargs)
-        except Exception as exc:
-            self._failed(i, exc)
-            return
-        self._end[i] = self.clock()
+    def _work_sync(self) -> None:
+        """A worker thread: take the next arrival, wait for its instant, run it. While every
+        worker is busy, due arrivals wait untaken (a queue in all but name) and start late,
+        timed from their intended start."""
+        clock, stop, call = self.clock, self._stop, self.call
+        fn, args, kwargs = call.fn, call.args, call.kwargs
+        while not stop.is_set():
+            i, intended = self._claim()
+            if intended > self._horizon:
+                return
+            remaining = intended - clock()
+            if remaining > _SPIN_NS and stop.wait((remaining - _SPIN_NS) / 1e9):
+                return
+            while clock() < intended:
+                time.sleep(0)  # releases the GIL while waiting out the last microseconds
+            self._start[i] = clock()
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:
+                self._failed(i, exc)
+                continue
+            self._end[i] = clock()
 
     def _failed(self, i: int, exc: Exception) -> None:
         end = self.clock()
         self._error[i] = "".join(traceback.format_exception(exc))
         self._end[i] = end  # last: a non-zero end marks the request finished
 
-    def _run_loop(self, base: int, horizon: int) -> None:
+    def _run_loop(self) -> None:
         loop = self.call.loop
         assert loop is not None
         asyncio.set_event_loop(loop)  # the callable may look its loop up
-        dispatcher = loop.create_task(self._dispatch_async(base, horizon))
+        dispatcher = loop.create_task(self._dispatch_async())
         try:
             loop.run_forever()
         finally:
@@ -187,25 +197,22 @@ class OpenLoopDriver(Driver):
             asyncio.set_event_loop(None)
             self._loop_done.set()
 
-    async def _dispatch_async(self, base: int, horizon: int) -> None:
+    async def _dispatch_async(self) -> None:
+        """On the loop: start each arrival as a task at its instant (tasks, so no limit)."""
         loop = asyncio.get_running_loop()
         clock, stop = self.clock, self._stop
-        try:
-            for offset in self.schedule.offsets():
-                intended = base + offset
-                if intended > horizon or stop.is_set():
-                    break
-                delay = intended - clock() - _LOOP_SPIN_NS
-                if delay > 0:
-                    await asyncio.sleep(delay / 1e9)
-                while clock() < intended:
-                    await asyncio.sleep(0)
-                i = self._issue(intended)
-                task = loop.create_task(self._one_async(i))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        finally:
-            self._dispatched.set()
+        while not stop.is_set():
+            i, intended = self._claim()
+            if intended > self._horizon:
+                return
+            delay = intended - clock() - _LOOP_SPIN_NS
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+            while clock() < intended:
+                await asyncio.sleep(0)
+            task = loop.create_task(self._one_async(i))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _one_async(self, i: int) -> None:
         self._start[i] = self.clock()
@@ -223,15 +230,18 @@ class OpenLoopDriver(Driver):
         then until each has finished or waited `drain_ns`; report what finished, what is
         still running (censored), and what finished of earlier blocks' censored arrivals."""
         block = self.partial = Block()
-        if self._thread is None:
+        if not self._threads_started:
             self._begin(deadline_ns)
         clock = self.clock
         first, want = self._cursor, self._cursor + count
-        while (
-            len(self._intended) < want and not self._dispatched.is_set() and clock() <= deadline_ns
-        ):
-            time.sleep(POLL_S)
-        last = min(len(self._intended), want)
+        with self._lock:
+            self._ensure(want)
+        # Wait until the block's last arrival is due (or the budget ends first).
+        until = min(self._intended[want - 1], deadline_ns, self._horizon)
+        while (remaining := until - clock()) > 0:
+            time.sleep(remaining / 1e9)
+        cut = min(clock(), self._horizon)
+        last = bisect.bisect_right(self._intended, cut, first, want)
         self._cursor = last
         pending = [i for i in range(first, last) if not self._end[i]]
         while pending:
@@ -287,28 +297,27 @@ class OpenLoopDriver(Driver):
             block.actual_span_ns = last_start - first_start
 
     def finish(self, grace_ns: int) -> Block | None:
-        """Stop issuing; give censored requests `grace_ns` to finish; report the rest hung."""
+        """Stop issuing; give censored requests that started `grace_ns` to finish; report
+        those still running then as hung. (Censored requests no worker had started stay
+        censored: once the schedule stops they never run, and they hung nothing.)"""
         self._stop.set()
-        if not self._carried:
+        running = [i for i in self._carried if self._start[i]]
+        if not running:
             return None
         until = self.clock() + grace_ns
-        while self.clock() < until and any(not self._end[i] for i in self._carried):
+        while self.clock() < until and any(not self._end[i] for i in running):
             time.sleep(POLL_S)
-        now = self.clock()
+        still = [i for i in running if not self._end[i]]
+        if not still:
+            return None
         block = Block()
-        still = [i for i in self._carried if not self._end[i]]
-        if still:
-            block.add_hung(len(still), now - min(self._carried[i] for i in still))
+        block.add_hung(len(still), self.clock() - min(self._carried[i] for i in still))
         return block
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None and not self.call.is_async:
-            self._thread.join(1.0)  # it only sleeps or spins between arrivals
-        if self._pool is not None:
-            self._pool.close()
+        self._stop.set()  # idle workers wake and leave; one stuck in a call is abandoned
         loop = self.call.loop
-        if self.call.is_async and self._thread is not None and loop is not None:
+        if self.call.is_async and self._threads_started and loop is not None:
             loop.call_soon_threadsafe(loop.stop)
             if not self._loop_done.wait(1.0):
                 self.loop_stuck = True  # a request blocks the loop; its thread is abandoned

@@ -75,7 +75,7 @@ class Samples:
     cold_start_ns: int | None = None
     wall_ns: int = 0  # time spent in timed blocks
     looks: int = 0
-    stopped_by: str = "decided"  # "decided", "max_samples", "max_time"
+    stopped_by: str = "decided"  # "decided", "max_samples", "max_time", "hung"
     warmup: WarmupStats | None = None
     load: LoadStats = field(default_factory=lambda: LoadStats(mode="serial"))
     stages: Mapping[str, IntArray] = field(default_factory=dict)  # span durations per stage

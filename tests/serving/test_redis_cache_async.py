@@ -94,9 +94,13 @@ def test_async_cache_fails_open_when_redis_stops_and_the_circuit_skips_the_netwo
 
     with RedisServer() as server:
         failed_s, skipped_s, m = asyncio.run(scenario(server))
-    assert failed_s < 0.1  # one failed connect, no retries
-    assert skipped_s < 0.01  # no network while the circuit is open
+    # The counters are the proof: one error, then both calls skipped the network. The
+    # times are sanity bounds derived from the 20 ms socket timeout: one failed connect
+    # (refused at once; a retry loop would take seconds), then no network at all -- less
+    # than one timeout even with a scheduler hiccup on a busy 2-core runner.
     assert (m.errors, m.skipped_while_open, m.degraded) == (1, 2, True)
+    assert failed_s < 0.1
+    assert skipped_s < 0.02
     assert m.hits == len(TEXTS) and m.misses == 2 * len(TEXTS)
     assert "Error" in m.last_error
 

@@ -75,35 +75,36 @@ def servers() -> Iterator[list[FreezingServer]]:
 def test_a_freeze_across_block_boundaries_delays_every_request_due_during_it(
     servers: list[FreezingServer],
 ) -> None:
-    # The freeze starts 0.5 s into the timed requests and lasts 2 s: it spans the end of
-    # the first 2-second block. 500 samples before the first look, so it comes after the
-    # freeze and every delayed request has its real latency.
-    freeze_s = 2.0
-    server = FreezingServer(freeze_at=1 + WARMUP + 50, freeze_s=freeze_s)
+    # The freeze starts 1.5 s into the timed requests and lasts 3 s: it spans the end of
+    # the first 2-second block and all of the second. 600 samples before the first look,
+    # so it comes after the freeze and every delayed request has its real latency.
+    freeze_s = 3.0
+    server = FreezingServer(freeze_at=1 + WARMUP + 150, freeze_s=freeze_s)
     servers.append(server)
     spec = Spec(
         p90_ms=100,
         rate_rps=RATE,
         arrivals="constant",
         warmup=WARMUP,
-        min_samples=500,
+        min_samples=600,
         max_time_s=30,
     ).resolved({})
     m = measure(server, spec=spec)
     s = m.samples
     total = s.n + s.errors + s.censored
-    assert s.censored == 0 and s.errors == 0 and total >= 500
+    assert s.censored == 0 and s.errors == 0 and total >= 600
     # What the schedule implies: the M = freeze_s * RATE requests due during the freeze
-    # waited freeze_s - k / RATE (k = 0 .. M-1); the others were answered at once.
+    # waited freeze_s - k / RATE (k = 0 .. M-1); the others were answered at once. A
+    # schedule restarted after the freeze would lose the 250 requests due after the first
+    # block's end, and p75 (1.5 s here) would read as a fraction of a millisecond.
     frozen = [freeze_s - k / RATE for k in range(int(freeze_s * RATE))]
     expected = frozen + [0.0] * (total - len(frozen))
     reported = s.sorted_ns() / 1e9
-    for q in (0.6, 0.9, 0.99):
+    for q in (0.75, 0.9, 0.99):
         want = nearest_rank(expected, q)
         got = float(reported[math.ceil(q * total) - 1])
         assert got == pytest.approx(want, abs=0.05), (q, got, want)
-    # Every request due in the freeze is there, not a few dozen: ~200 over 0.5 s.
-    assert int((s.latencies_ns > 500_000_000).sum()) >= 0.95 * 150
+    assert int((s.latencies_ns > 100_000_000).sum()) >= 0.95 * (len(frozen) - 10)
     # 32 worker threads started their request on time and froze in it; the rest queued
     # and started late, each timed from its intended start.
     assert s.load.late >= 0.9 * (len(frozen) - OPEN_LOOP_THREADS)
