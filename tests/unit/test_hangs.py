@@ -157,3 +157,21 @@ def test_daemon_pool_threads_never_keep_the_interpreter_alive(gate: threading.Ev
     pool.close()
     assert all(t.daemon for t in threading.enumerate() if t.name.startswith("t-"))
     assert not pool.submit(lambda: None)  # closed: nothing more is queued
+
+
+def test_a_comparison_whose_candidate_hangs_fails_instead_of_waiting_forever() -> None:
+    from pytest_latency.core.compare import compare
+
+    fn = hang_on_call(30, lambda: time.sleep(3600))
+    t0 = time.perf_counter()
+    c = compare(
+        lambda: time.sleep(0.001),
+        fn,
+        min_speedup=1.1,
+        block=10,
+        spec=Spec(p99_ms=20, warmup=5, max_time_s=MAX_TIME_S),
+        names=("base", "cand"),
+    )
+    assert c.decision is Decision.FAIL
+    assert c.summary().startswith("FAIL: cand: 1 call(s) did not return")
+    assert time.perf_counter() - t0 < MAX_TIME_S + GRACE_S + 1.5
