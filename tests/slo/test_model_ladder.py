@@ -53,7 +53,11 @@ def test_onnx_runtime_int8_meets_a_10ms_p99(latency, int8, review_texts):
     assert upper is not None and upper <= 10
 
 
-@pytest.mark.slo(p99_ms=10, max_time_s=120)
+# max_time_s=240: more samples, same claim. In a noisy CI run (2026-11-30) 120 s gave
+# n=8,750 per side and a speed-up of 2.41x with bounds [1.98x, 3.07x]: INCONCLUSIVE by 0.02x
+# while the point estimate was well over 2x; twice the samples narrow the bounds about
+# 1/sqrt(2). A quiet run decides in the first minute and stops there.
+@pytest.mark.slo(p99_ms=10, max_time_s=240)
 def test_int8_p99_is_at_least_twice_as_fast_as_fp32_in_the_same_run(
     latency, fp32, int8_beside_torch, review_texts
 ):
