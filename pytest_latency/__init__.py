@@ -31,12 +31,21 @@ if TYPE_CHECKING:
         record_stage,
         stage,
     )
+    from .core.compare import Comparison
+    from .core.spec import AccuracySpec
     from .failures import LatencyMissed, SloFailure
+    from .fixture import LatencyFixture, PytestLatencyWarning
+    from .gate import AccuracyGate
 
 __version__ = "0.1.0"
 __all__ = [
+    "AccuracyGate",
+    "AccuracySpec",
+    "Comparison",
     "Decision",
+    "LatencyFixture",
     "LatencyMissed",
+    "PytestLatencyWarning",
     "Result",
     "SloFailure",
     "Spec",
@@ -53,15 +62,24 @@ __all__ = [
 ]
 
 
-# The failure types subclass pytest's own, so they load pytest: only when asked for.
-_FAILURES = frozenset({"LatencyMissed", "SloFailure"})
+# Names outside `core`: the pytest-facing types (the failures subclass pytest's own, so they
+# load pytest -- only when asked for) and the classes a test touches through the fixtures.
+_ELSEWHERE = {
+    "LatencyMissed": "failures",
+    "SloFailure": "failures",
+    "LatencyFixture": "fixture",
+    "PytestLatencyWarning": "fixture",
+    "AccuracyGate": "gate",
+    "Comparison": "core.compare",
+    "AccuracySpec": "core.spec",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FAILURES:
-        from . import failures
+    if name in _ELSEWHERE:
+        import importlib
 
-        return getattr(failures, name)
+        return getattr(importlib.import_module(f".{_ELSEWHERE[name]}", __name__), name)
     if name in __all__:
         return getattr(_core, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,10 @@ from .baseline import check_regression
 from .baseline import configure as configure_baseline
 from .core.spec import AccuracySpec, Spec, SpecError
 from .settings import OPTIONS, Settings, resolve
+
+if TYPE_CHECKING:  # the fixtures' types import numpy: kept out of `pytest --help`
+    from .fixture import LatencyFixture
+    from .gate import AccuracyGate
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SPEC_KEY = pytest.StashKey[Spec]()
@@ -168,7 +172,7 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> Generat
 
 
 @pytest.fixture
-def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
+def latency(request: pytest.FixtureRequest) -> Iterator[LatencyFixture]:
     """Measure a callable under the test's ``@pytest.mark.slo`` and fail on its verdict.
 
     ``result = latency(fn, *args, slo=None, name=None, **kwargs)``; see `LatencyFixture`.
@@ -218,7 +222,7 @@ def latency(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture
-def accuracy_gate(request: pytest.FixtureRequest) -> Iterator[Any]:
+def accuracy_gate(request: pytest.FixtureRequest) -> Iterator[AccuracyGate]:
     """Check that a candidate model keeps the reference's accuracy on the same examples.
 
     ``accuracy_gate(candidate, reference, inputs, labels, spec=None, name="accuracy")`` where
