@@ -262,20 +262,29 @@ class ClosedLoopDriver(Driver):
         lock = threading.Lock()
         barrier = threading.Barrier(self.concurrency + 1)
         done = [0]
+        finished = threading.Event()  # set by the last worker to leave the block
         for w in range(self.concurrency):
             self._pool.submit(
                 functools.partial(
-                    self._worker, w, count, deadline_ns, counter, block, lock, barrier, starts, done
+                    self._worker,
+                    w,
+                    count,
+                    deadline_ns,
+                    counter,
+                    block,
+                    lock,
+                    barrier,
+                    starts,
+                    (done, finished),
                 )
             )
         barrier.wait()
         start = self.clock()
-        while done[0] < self.concurrency:
-            if self.hard_ns is not None and self.clock() > self.hard_ns:
-                with lock:
-                    self._abandon(block, starts)
-                break
-            time.sleep(POLL_S)
+        # One wake-up at the end (no polling that would take the GIL from the workers);
+        # interruptible by Ctrl-C.
+        if not finished.wait(self._timeout_s()):
+            with lock:
+                self._abandon(block, starts)
         block.wall_ns = self.clock() - start
         return block
 
@@ -294,7 +303,7 @@ class ClosedLoopDriver(Driver):
         lock: threading.Lock,
         barrier: threading.Barrier,
         starts: list[int],
-        done: list[int],
+        done: tuple[list[int], threading.Event],
     ) -> None:
         target, clock = self.call.bound(), self.clock
         local: list[int] = []
@@ -316,9 +325,12 @@ class ClosedLoopDriver(Driver):
                 starts[w] = 0
                 append(now - t0)
         finally:
+            count_done, finished = done
             with lock:
                 block.latencies_ns.extend(local)
-                done[0] += 1
+                count_done[0] += 1
+                if count_done[0] == self.concurrency:
+                    finished.set()
 
     async def _async_block(
         self,
