@@ -53,11 +53,15 @@ def test_onnx_runtime_int8_meets_a_10ms_p99(latency, int8, review_texts):
     assert upper is not None and upper <= 10
 
 
-# max_time_s=240: more samples, same claim. In a noisy CI run (2026-11-30) 120 s gave
-# n=8,750 per side and a speed-up of 2.41x with bounds [1.98x, 3.07x]: INCONCLUSIVE by 0.02x
-# while the point estimate was well over 2x; twice the samples narrow the bounds about
-# 1/sqrt(2). A quiet run decides in the first minute and stops there.
-@pytest.mark.slo(p99_ms=10, max_time_s=240)
+# Blocks of 500 calls, not 50: each runtime leaves its thread pool spinning for a while after
+# its block, and the first calls of the next block pay for it. With 50-call blocks that hit 2-4 %
+# of the samples -- straight into the p99: in five CI runs (2026-11-30) INT8's p99 measured
+# 3.6-4.2 ms alone but 5.5-9.4 ms beside PyTorch, and the speed-up's lower bound fell to
+# 1.93x-2.14x around 2.4-2.8x estimates (two runs INCONCLUSIVE). 500-call blocks put the
+# neighbour's spin-down under the 1 % tail; they still alternate about every 6 s, well inside
+# the drift this comparison is there to cancel, and min_samples=3000 makes at least six
+# rounds (one 500-call round already decided some runs, alternating nothing).
+@pytest.mark.slo(p99_ms=10, max_time_s=240, min_samples=3000)
 def test_int8_p99_is_at_least_twice_as_fast_as_fp32_in_the_same_run(
     latency, fp32, int8_beside_torch, review_texts
 ):
@@ -65,7 +69,7 @@ def test_int8_p99_is_at_least_twice_as_fast_as_fp32_in_the_same_run(
         one_at_a_time(fp32, review_texts),
         one_at_a_time(int8_beside_torch, review_texts),
         min_speedup=2.0,
-        block=50,  # ORT's thread pool must not interleave call by call with PyTorch
+        block=500,  # ORT's thread pool must not interleave call by call with PyTorch
         names=("torch-fp32", "ort-int8-dynamic"),
     )
     assert comparison.lower is not None and comparison.lower >= 2.0
