@@ -26,10 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from .drivers import Call, SerialDriver
+from .drivers import Block, Call, SerialDriver
 from .hang import grace_ns
-from .runner import Clock, _warmup, cold_start, is_async_callable, run_guarded
-from .samples import Samples
+from .openloop import OpenLoopDriver
+from .runner import (
+    Clock,
+    _warmup,
+    cold_start,
+    is_async_callable,
+    run_guarded,
+)
+from .samples import CENSORED_UPPER_NS, Samples
 from .spec import Spec, SpecError
 from .stats import min_samples_for_quantile, quantile, quantile_bounds
 from .verdict import NS_PER_MS, Decision, look_alpha
@@ -119,11 +126,31 @@ def _decide(
     q: float,
     alpha: float,
     min_speedup: float,
+    censored: tuple[list[int], list[int]] = ([], []),
 ) -> tuple[float | None, float | None, float | None, Decision]:
+    """`censored` (open loop): each side's unfinished requests, by how long they had waited.
+    They enter each bound on the side that can only move the decision away from PASS and
+    FAIL alike: at their waited time where that is conservative, at +inf where it is not."""
     if not len(base) or not len(cand):
         return None, None, None, Decision.INCONCLUSIVE
-    b_lo, b_hi = quantile_bounds(base, q, alpha / 2)
-    c_lo, c_hi = quantile_bounds(cand, q, alpha / 2)
+
+    def with_censored(a: np.ndarray[Any, Any], extra: list[int], upper: bool) -> Any:
+        if not extra:
+            return a
+        add = [CENSORED_UPPER_NS] * len(extra) if upper else extra
+        return np.sort(np.concatenate([a, np.asarray(add, dtype=np.int64)]))
+
+    # lower ratio = baseline's lower bound / candidate's upper bound: censored baseline
+    # requests at their waited time (they may be longer: conservative), censored candidate
+    # ones at +inf. The upper ratio the other way round.
+    b_lo, _ = quantile_bounds(with_censored(base, censored[0], False), q, alpha / 2)
+    _, b_hi = quantile_bounds(with_censored(base, censored[0], True), q, alpha / 2)
+    c_lo, _ = quantile_bounds(with_censored(cand, censored[1], False), q, alpha / 2)
+    _, c_hi = quantile_bounds(with_censored(cand, censored[1], True), q, alpha / 2)
+    if b_hi == CENSORED_UPPER_NS:
+        b_hi = None
+    if c_hi == CENSORED_UPPER_NS:
+        c_hi = None
     ratio = quantile(base, q) / max(1, quantile(cand, q))
     lower = b_lo / c_hi if b_lo is not None and c_hi else None
     upper = b_hi / c_lo if b_hi is not None and c_lo else None
@@ -224,6 +251,8 @@ def _compare(
         hung[i] += warm[-1].hung if warm[-1] else 0
 
     collected: list[list[int]] = [[], []]
+    censored: tuple[list[int], list[int]] = ([], [])  # open loop: unfinished, waited ns
+    not_issued = [0, 0]
     errors, wall = [cold[0].errors, cold[1].errors], [0, 0]
     first_error: list[str | None] = [cold[0].first_error, cold[1].first_error]
     first = max(
@@ -234,7 +263,8 @@ def _compare(
     gc_off = spec.gc != "on"
     while True:
         while (
-            min(len(c) + e for c, e in zip(collected, errors, strict=True)) < next_look
+            min(len(c) + len(u) + e for c, u, e in zip(collected, censored, errors, strict=True))
+            < next_look
             and clock() < deadline
             and not any(hung)
             and not (spec.max_error_rate == 0 and any(errors))
@@ -244,7 +274,12 @@ def _compare(
                 if gc_off:
                     gc.disable()
                 try:
-                    got = run_guarded(drivers[i], block, deadline)
+                    if spec.rate_rps:
+                        got = _open_loop_block(drivers[i].call, spec, block, deadline, hard, clock)
+                        censored[i].extend(got.censored.values())
+                        not_issued[i] += got.not_issued
+                    else:
+                        got = run_guarded(drivers[i], block, deadline)
                 finally:
                     if gc_off:
                         gc.enable()
@@ -259,7 +294,9 @@ def _compare(
         look += 1
         alpha = look_alpha(confidence, look)
         arrays = [np.sort(np.asarray(c, dtype=np.int64)) for c in collected]
-        ratio, lower, upper, decision = _decide(arrays[0], arrays[1], quantile, alpha, min_speedup)
+        ratio, lower, upper, decision = _decide(
+            arrays[0], arrays[1], quantile, alpha, min_speedup, censored
+        )
         problems = _problems(names, collected, errors, hung, spec)
         if problems:
             decision = Decision.FAIL
@@ -278,6 +315,7 @@ def _compare(
             cold_start_ns=cold[i].latencies_ns[0] if cold[i].latencies_ns else None,
             hung=hung[i],
             call_name=drivers[i].call.name,
+            censored_ns=np.asarray(censored[i], dtype=np.int64),
         )
         for i in (0, 1)
     ]
@@ -300,6 +338,36 @@ def _compare(
         spec.max_error_rate,
         problems,
     )
+
+
+_DRAIN_NS = 1_000_000_000
+
+
+def _open_loop_block(
+    call: Call, spec: Spec, count: int, deadline: int, hard: int, clock: Clock
+) -> Block:
+    """`count` requests of one side on an open-loop schedule of their own (``spec.rate_rps``),
+    each timed from its intended start; the side's block ends when they have all finished or
+    exceeded every target (censored), so the other side's block starts on an idle server."""
+    driver = OpenLoopDriver(
+        call,
+        float(spec.rate_rps or 0),
+        spec.arrivals or "poisson",
+        None if spec.seed is None else spec.seed + clock() % 1000,
+        clock,
+        # Targets do not decide a comparison, so a block waits up to 1 s for a request; one
+        # still running then counts as censored at what it had waited (see _decide).
+        drain_ns=_DRAIN_NS,
+    )
+    driver.horizon_ns, driver.hard_ns, driver.limit = deadline, hard, count
+    try:
+        got = run_guarded(driver, count, deadline)
+        late = driver.finish(max(0, min(grace_ns(spec), hard - clock())))
+        if late is not None:
+            got.add_hung(late.hung, late.hung_waited_ns)
+    finally:
+        driver.close()
+    return got
 
 
 def _problems(

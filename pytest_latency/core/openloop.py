@@ -96,6 +96,9 @@ class OpenLoopDriver(Driver):
         self.concurrency = 0 if call.is_async else threads
         # Where the schedule ends (set by the runner: the measurement's deadline).
         self.horizon_ns: int | None = None
+        # How many arrivals the schedule has (None: no limit); `compare` gives each side's
+        # block a schedule of its own, so nothing of one side runs in the other's turn.
+        self.limit: int | None = None
         self._threads = threads
         self._lock = threading.Lock()
         self._intended: list[int] = []
@@ -161,7 +164,7 @@ class OpenLoopDriver(Driver):
         fn, args, kwargs = call.fn, call.args, call.kwargs
         while not stop.is_set():
             i, intended = self._claim()
-            if intended > self._horizon:
+            if intended > self._horizon or (self.limit is not None and i >= self.limit):
                 return
             remaining = intended - clock()
             if remaining > _SPIN_NS and stop.wait((remaining - _SPIN_NS) / 1e9):
@@ -203,7 +206,7 @@ class OpenLoopDriver(Driver):
         clock, stop = self.clock, self._stop
         while not stop.is_set():
             i, intended = self._claim()
-            if intended > self._horizon:
+            if intended > self._horizon or (self.limit is not None and i >= self.limit):
                 return
             delay = intended - clock() - _LOOP_SPIN_NS
             if delay > 0:
