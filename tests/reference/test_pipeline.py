@@ -111,7 +111,8 @@ def test_changing_the_fuser_config_changes_only_downstream_keys() -> None:
         k: s.key for k, s in plan(dataclasses.replace(quick, fuse=FuseConfig(num_heads=6))).items()
     }
     changed = {k for k in before if before[k] != after[k]}
-    assert changed == {"fuse", "quantize_dynamic"}
+    # The distilled student is fused and quantised with the same configs.
+    assert changed == {"fuse", "quantize_dynamic", "distill_fuse", "distill_int8"}
 
 
 def test_quick_and_full_profiles_share_nothing_from_fine_tuning_on() -> None:
@@ -120,7 +121,7 @@ def test_quick_and_full_profiles_share_nothing_from_fine_tuning_on() -> None:
     assert all(quick[k] != full[k] for k in quick)
 
 
-def test_a_changed_quantisation_config_rebuilds_only_that_step(
+def test_a_changed_quantisation_config_rebuilds_only_the_dynamic_int8_steps(
     artifacts: Artifacts, tmp_path: Path
 ) -> None:
     # A private cache that links to the session's artefacts, so the variant's new artefact
@@ -129,11 +130,13 @@ def test_a_changed_quantisation_config_rebuilds_only_that_step(
         (tmp_path / artefact.path.name).symlink_to(artefact.path, target_is_directory=True)
     variant = dataclasses.replace(PROFILES["quick"], dynamic=DynamicQuantConfig(per_channel=False))
     rebuilt = build(variant, cache_dir=tmp_path)
-    assert rebuilt.built == ("quantize_dynamic",)
-    unchanged = {k: v for k, v in artifacts.keys.items() if k != "quantize_dynamic"}
+    int8_steps = ("quantize_dynamic", "distill_int8")  # the teacher's and the student's
+    assert rebuilt.built == int8_steps
+    unchanged = {k: v for k, v in artifacts.keys.items() if k not in int8_steps}
     assert {k: rebuilt.keys[k] for k in unchanged} == unchanged
-    assert rebuilt.keys["quantize_dynamic"] != artifacts.keys["quantize_dynamic"]
-    assert rebuilt.metrics("quantize_dynamic")["accuracy"] >= MIN_FP32_ACCURACY - 0.01
+    for step in int8_steps:
+        assert rebuilt.keys[step] != artifacts.keys[step]
+        assert rebuilt.metrics(step)["accuracy"] >= MIN_FP32_ACCURACY - 0.01
 
 
 def test_an_unknown_profile_is_rejected_with_the_valid_ones() -> None:

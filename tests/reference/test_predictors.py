@@ -10,7 +10,14 @@ from reference_system.data import Splits
 from reference_system.predictors import BackendUnavailable, OrtPredictor, Predictor
 from reference_system.tensorrt import TENSORRT_INSTALL_COMMAND, TensorRTPredictor, tensorrt_status
 
-CPU_BACKENDS = ["torch-fp32", "ort-fp32", "ort-fused", "ort-int8-dynamic", "ort-int8-static"]
+CPU_BACKENDS = [
+    "torch-fp32",
+    "ort-fp32",
+    "ort-fused",
+    "ort-int8-dynamic",
+    "ort-int8-static",
+    "ort-int8-student",
+]
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

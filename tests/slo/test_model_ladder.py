@@ -2,7 +2,9 @@
 
 The PyTorch FP32 baseline misses a 10 ms p99 on 2 CPU threads; the ONNX Runtime INT8 model
 (transformer fusion + dynamic quantisation) meets it with margin, is at least twice as fast at
-p99 in the same run, and gives up at most one accuracy point on the held-out split.
+p99 in the same run, and gives up at most one accuracy point on the held-out split. One rung
+further, a 3-layer student distilled from it (same export, fusion and INT8 steps) is at least
+1.5x faster again at p99 and stays within two accuracy points of the PyTorch FP32 teacher.
 """
 
 from __future__ import annotations
@@ -79,5 +81,38 @@ def test_int8_p99_is_at_least_twice_as_fast_as_fp32_in_the_same_run(
 def test_int8_loses_at_most_one_accuracy_point(accuracy_gate, fp32, int8, splits):
     result = accuracy_gate(
         labels_of(int8), labels_of(fp32), list(splits.test.texts), list(splits.test.labels)
+    )
+    assert result.reference_accuracy >= 0.82
+
+
+# Two ONNX Runtime sessions, both with idle threads asleep (int8_beside_torch, int8_student).
+# With spinning threads the two of them fill both cores, and any other process preempts one:
+# in three 2,400-call runs on the 2-core VM (2026-11-30, another job's processes about) the
+# p99 ratio read 1.22x, 2.29x and 2.56x around a steady 1.78x at p50, with p99.9 at 6-11 ms;
+# with spinning off it read 1.77x at p99 and 1.80x at p50, p99.9 within 1.3x of p99. No PyTorch
+# pool to keep apart, so 200-call blocks (under a second) do; min_samples=2000: ten rounds first.
+@pytest.mark.slo(p99_ms=10, max_time_s=120, min_samples=2000)
+def test_int8_student_p99_is_at_least_1_5x_faster_than_the_6_layer_int8_in_the_same_run(
+    latency, int8_beside_torch, int8_student, review_texts
+):
+    comparison = latency.compare(
+        one_at_a_time(int8_beside_torch, review_texts),
+        one_at_a_time(int8_student, review_texts),
+        min_speedup=1.5,
+        block=200,
+        names=("ort-int8-dynamic", "ort-int8-student"),
+    )
+    assert comparison.lower is not None and comparison.lower >= 1.5
+
+
+@pytest.mark.accuracy(max_drop=0.02)
+def test_int8_student_loses_at_most_two_accuracy_points_to_the_fp32_teacher(
+    accuracy_gate, fp32, int8_student, splits
+):
+    result = accuracy_gate(
+        labels_of(int8_student),
+        labels_of(fp32),
+        list(splits.test.texts),
+        list(splits.test.labels),
     )
     assert result.reference_accuracy >= 0.82
