@@ -23,6 +23,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "one the session starts",
     )
     external.addoption(
+        "--colocated-url", default=None,
+        help="the co-located front (the INT8 model in the front's process, http://host:port) "
+        "instead of one the session starts",
+    )
+    external.addoption(
         "--baseline-url", default=None,
         help="the baseline front to compare with (http://host:port); default: started locally",
     )

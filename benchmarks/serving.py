@@ -1,12 +1,13 @@
-"""The serving stack under load, from one run: baseline vs optimised, and batching on vs off.
+"""The serving stack under load, from one run: the three fronts, and batching on vs off.
 
     .venv/bin/python benchmarks/serving.py [--profile quick|full] [--rates 5,10,20,40,80]
         [--seconds 15] [--repeat-ratio 0.5] [--concurrency 1,2,4,8,16] [--p99-target-ms 50]
 
-Part 1 -- both HTTP fronts (baseline: FastAPI + PyTorch FP32; optimised: FastAPI + Redis +
-Triton INT8 over gRPC) at each offered rate, open loop (Poisson arrivals, latency from the
-intended start), `--seconds` of timed load per point after a short warm-up. The two stacks
-alternate at every rate (AB, BA, ...). Per point: p50, p99, achieved throughput, error rate
+Part 1 -- the HTTP fronts (baseline: FastAPI + PyTorch FP32; optimised: FastAPI + Redis +
+Triton INT8 over gRPC; colocated: FastAPI + Redis + the distilled INT8 student in the front's
+process) at each offered rate, open loop (Poisson arrivals, latency from the intended start),
+`--seconds` of timed load per point after a short warm-up. The stacks alternate at every rate
+(ABC, CBA, ...). Per point: p50, p99, achieved throughput, error rate
 (HTTP errors and 5 s timeouts), cache hit rate (the front's /metrics) and Triton's mean batch
 size over the point (its statistics: inferences / executions).
 
@@ -22,7 +23,9 @@ pytest-latency's own drivers. Do not run this beside another benchmark: 2 cores 
 from __future__ import annotations
 
 import argparse
+import http.client
 import itertools
+import json
 import os
 import platform
 import random
@@ -57,35 +60,47 @@ def workload(texts: Sequence[str], repeat_ratio: float, seed: int) -> Iterator[s
 
 
 class HttpCaller:
-    """One keep-alive httpx client per load thread (TCP_NODELAY), posting one review a call."""
+    """One keep-alive ``http.client`` connection per load thread (TCP_NODELAY), posting one
+    review a call. Not httpx: the open loop runs each measurement on fresh threads, and a new
+    ``httpx.Client`` costs 17-34 ms of SSL set-up that lands in the samples (docs/serving.md)."""
 
     def __init__(self, url: str, texts: Iterator[str]) -> None:
-        import httpx
-
-        self._httpx, self.url, self.texts = httpx, url, texts
+        host, port = url.removeprefix("http://").split(":")
+        self.host, self.port, self.texts = host, int(port), texts
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._clients: list[Any] = []
+        self._open: list[http.client.HTTPConnection] = []
+
+    def _post(self, body: bytes, retry: bool = True) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT_S)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.conn = conn
+            with self._lock:
+                self._open.append(conn)
+        try:
+            conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError):
+            conn.close()
+            self._local.conn = None
+            if not retry:
+                raise
+            return self._post(body, retry=False)  # the server closed an idle connection
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
 
     def __call__(self) -> None:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            transport = self._httpx.HTTPTransport(
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-            )
-            client = self._httpx.Client(
-                base_url=self.url, timeout=HTTP_TIMEOUT_S, transport=transport
-            )
-            self._local.client = client
-            with self._lock:
-                self._clients.append(client)
         with self._lock:
             text = next(self.texts)
-        client.post("/predict", json={"texts": [text]}).raise_for_status()
+        self._post(json.dumps({"texts": [text]}).encode())
 
     def close(self) -> None:
-        for client in self._clients:
-            client.close()
+        for conn in self._open:
+            conn.close()
 
 
 def run(call: Callable[[], Any], seconds: float, **load: Any) -> Samples:
@@ -140,18 +155,18 @@ class BatchCounter:
 def part1(
     args: argparse.Namespace, urls: dict[str, str], batches: BatchCounter, texts: Any
 ) -> None:
-    print("\n## Both fronts, open loop (Poisson), one review per request\n")
+    print("\n## The fronts, open loop (Poisson), one review per request\n")
     print(
         "| stack | offered rps | p50 ms | p99 ms | throughput rps | errors | cache hit rate "
         "| Triton mean batch |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for i, rate in enumerate(args.rates):
-        order = ["baseline", "optimised"] if i % 2 == 0 else ["optimised", "baseline"]
+        order = list(urls) if i % 2 == 0 else list(urls)[::-1]
         rows = {}
         for stack in order:
             url = urls[stack]
-            repeat = args.repeat_ratio if stack == "optimised" else 0.0
+            repeat = args.repeat_ratio if stack != "baseline" else 0.0
             caller = HttpCaller(url, workload(texts, repeat, seed=i))
             before = http_metrics(url)
             batches.interval()
@@ -169,8 +184,8 @@ def part1(
                 f"| {(f'{hits / looked:.0%}' if looked else '-')} "
                 f"| {'-' if np.isnan(batch) else f'{batch:.2f}'} |"
             )
-        print(rows["baseline"])
-        print(rows["optimised"], flush=True)
+        for stack in urls:
+            print(rows[stack], flush=True)
 
 
 def part2(args: argparse.Namespace, grpc_urls: dict[str, str], feeds_list: list[Any]) -> None:
@@ -269,6 +284,13 @@ def main() -> None:
                 ).url,
                 "optimised": stack.enter_context(
                     SentimentService("optimised", profile=args.profile, extra=extra)
+                ).url,
+                "colocated": stack.enter_context(
+                    SentimentService(
+                        "colocated",
+                        profile=args.profile,
+                        extra=["--redis-url", redis.url, "--model", "student"],
+                    )
                 ).url,
             }
             batches = BatchCounter(tritons["on"].grpc_url)

@@ -91,6 +91,16 @@ def int8_beside_torch(artifacts: Artifacts) -> Iterator[Any]:
         yield predictor
 
 
+@pytest.fixture(scope="session")
+def int8_student(artifacts: Artifacts) -> Iterator[Any]:
+    """The distilled 3-layer student after the same export, fusion and INT8 dynamic steps, with
+    the teacher's tokenizer; idle threads asleep like ``int8_beside_torch``, the 6-layer model
+    it is compared with in the same run (spinning threads fill both cores, so any other
+    process preempts one of them and the p99s measure that instead of the models)."""
+    with artifacts.predictor("ort-int8-student", allow_spinning=False) as predictor:
+        yield predictor
+
+
 # -- the serving stack: real servers on loopback, or external ones given on the command line --
 
 
@@ -165,6 +175,26 @@ def service_url(
     profile = request.config.getoption("--reference-profile")
     extra = ["--triton-url", triton_grpc_url, "--redis-url", redis_url]
     with SentimentService("optimised", profile=profile, extra=extra) as service:
+        yield service.url
+
+
+@pytest.fixture(scope="session")
+def colocated_url(
+    request: pytest.FixtureRequest, artifacts: Artifacts, redis_url: str
+) -> Iterator[str]:
+    """``--colocated-url``, or the co-located optimised front: the same contract and Redis
+    cache, with the distilled 3-layer INT8 student on onnxruntime in the front's own process
+    (no Triton hop)."""
+    external = request.config.getoption("--colocated-url")
+    if external:
+        yield external
+        return
+    require("fastapi", REFERENCE_INSTALL)
+    from reference_system.serving.services import SentimentService
+
+    profile = request.config.getoption("--reference-profile")
+    extra = ["--redis-url", redis_url, "--model", "student"]
+    with SentimentService("colocated", profile=profile, extra=extra) as service:
         yield service.url
 
 

@@ -17,6 +17,7 @@ Run one with ``python -m reference_system.serving.serve`` (see there).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -281,33 +282,74 @@ def _check_texts(texts: Sequence[str]) -> None:
             )
 
 
+def _server_timing(timings_ms: dict[str, float]) -> str:
+    return ", ".join(f"{k};dur={v:.3f}" for k, v in timings_ms.items())
+
+
 def _respond(backend: Any, answer: Answer, response: Response) -> PredictResponse:
-    response.headers["Server-Timing"] = ", ".join(
-        f"{k};dur={v:.3f}" for k, v in answer.timings_ms.items()
-    )
+    response.headers["Server-Timing"] = _server_timing(answer.timings_ms)
     return PredictResponse(
         model=backend.name, labels=answer.labels, scores=answer.scores, cached=answer.cached
     )
 
 
-def create_app(backend: Backend | AsyncOptimisedBackend) -> FastAPI:
+def _json_response(backend: Any, answer: Answer, write: Callable[[], Any] | None) -> Response:
+    """The answer serialised once by the stdlib encoder (no response-model validation pass),
+    with the cache write, if any, run after the body is sent."""
+    from starlette.background import BackgroundTask
+
+    body = {
+        "model": backend.name,
+        "labels": answer.labels,
+        "scores": answer.scores,
+        "cached": answer.cached,
+    }
+    return Response(
+        content=json.dumps(body, separators=(",", ":")),
+        media_type="application/json",
+        headers={"Server-Timing": _server_timing(answer.timings_ms)},
+        background=None if write is None else BackgroundTask(write),
+    )
+
+
+def create_app(backend: Any, *, freeze_heap: bool = True) -> FastAPI:
     """The FastAPI application around `backend`. A blocking backend's ``predict`` runs in the
-    thread pool (``def`` route); an asyncio one's is awaited on the loop (``async def``)."""
+    thread pool (``def`` route); an asyncio one's is awaited on the loop (``async def``); the
+    co-located one's answer is sent first and its cache write runs after the body."""
+    # Here, not at the top: colocated imports this module (a circular import otherwise).
+    from reference_system.serving.colocated import ColocatedBackend
+    from reference_system.serving.gcstats import GcPauses, freeze_startup_heap
+
+    on_loop = isinstance(backend, AsyncOptimisedBackend | ColocatedBackend)
+    pauses = GcPauses()
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
-        if isinstance(backend, AsyncOptimisedBackend):
+        if on_loop:
             await backend.start()
+        if freeze_heap:
+            freeze_startup_heap()  # see gcstats: full collections stop walking the start-up heap
+        pauses.install()
         yield
+        pauses.uninstall()
         # close clients before their servers go away
-        if isinstance(backend, AsyncOptimisedBackend):
+        if on_loop:
             await backend.aclose()
         else:
             backend.close()
 
     app = FastAPI(title="sentiment", docs_url=None, redoc_url=None, lifespan=lifespan)
 
-    if isinstance(backend, AsyncOptimisedBackend):
+    if isinstance(backend, ColocatedBackend):
+        colocated = backend
+
+        @app.post("/predict", response_model=PredictResponse)
+        async def predict_colocated(request: PredictRequest) -> Response:
+            _check_texts(request.texts)
+            answer, write = await colocated.predict(request.texts)
+            return _json_response(colocated, answer, write)
+
+    elif isinstance(backend, AsyncOptimisedBackend):
         running = backend
 
         @app.post("/predict", response_model=PredictResponse)
@@ -325,11 +367,13 @@ def create_app(backend: Backend | AsyncOptimisedBackend) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        return {"status": "ok", "model": backend.name}
+        return {"status": "ok", "model": str(backend.name)}
 
     @app.get("/metrics")
     def metrics() -> dict[str, Any]:
-        return backend.metrics()
+        out: dict[str, Any] = backend.metrics()
+        out["gc"] = pauses.snapshot()
+        return out
 
     return app
 

@@ -3,6 +3,8 @@
     python -m reference_system.serving.serve baseline --port 8000 [--profile quick]
     python -m reference_system.serving.serve optimised --port 8001 \\
         --triton-url 127.0.0.1:8101 [--redis-url redis://127.0.0.1:6379/0] [--profile quick]
+    python -m reference_system.serving.serve colocated --port 8002 \\
+        [--redis-url redis://127.0.0.1:6379/0] [--profile quick]
 
 The model comes from the cached reference build of `--profile` (built if missing). Access
 logging is off: synchronous logging on the request path is one of the playbook's pitfalls.
@@ -28,6 +30,9 @@ def make_backend(args: argparse.Namespace) -> Any:
     artifacts = build(args.profile)
     if args.backend == "baseline":
         return BaselineBackend(artifacts.predictor("torch-fp32"))
+
+    if args.backend == "colocated":
+        return _colocated(args, artifacts)
 
     from reference_system.predictors import Encoder
 
@@ -61,9 +66,37 @@ def make_backend(args: argparse.Namespace) -> Any:
     return AsyncOptimisedBackend(encode, connect_clients)
 
 
+def _colocated(args: argparse.Namespace, artifacts: Any) -> Any:
+    from reference_system.serving.colocated import ColocatedBackend
+
+    # The cache key carries the model's version: the student's answers are not the teacher's.
+    step, path, name = {
+        "int8": ("quantize_dynamic", artifacts.onnx_int8_dynamic, "ort-int8-dynamic@colocated"),
+        "student": ("distill_int8", artifacts.onnx_int8_student, "ort-int8-student@colocated"),
+    }[args.model]
+    version = artifacts.keys[step]
+
+    def connect_cache() -> Any:
+        if not args.redis_url:
+            return None
+        from reference_system.serving.prediction_cache import AsyncPredictionCache, connect_async
+
+        return AsyncPredictionCache(connect_async(args.redis_url), version, ttl_s=args.cache_ttl_s)
+
+    return ColocatedBackend(
+        path,
+        artifacts.tokenizer_dir,
+        connect_cache,
+        name=name,
+        intra_op_threads=args.intra_op_threads,
+        allow_spinning=not args.no_spinning,
+        inference=args.inference,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m reference_system.serving.serve")
-    parser.add_argument("backend", choices=("baseline", "optimised"))
+    parser.add_argument("backend", choices=("baseline", "optimised", "colocated"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--profile", default="quick", choices=("quick", "full"))
@@ -80,13 +113,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="optimised: blocking Redis and gRPC clients in FastAPI's thread pool instead of "
         "asyncio ones on the event loop (for comparison)",
     )
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=1, help="colocated: ORT intra-op threads"
+    )
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="do not gc.freeze() the start-up heap (for comparison; see docs/serving.md)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("int8", "student"),
+        default="int8",
+        help="colocated: the 6-layer INT8 model or the distilled 3-layer INT8 student",
+    )
+    parser.add_argument(
+        "--no-spinning", action="store_true", help="colocated: ORT threads do not spin when idle"
+    )
+    parser.add_argument(
+        "--inference",
+        choices=("inline", "thread"),
+        default="inline",
+        help="colocated: run the model on the event loop (inline) or on one dedicated thread",
+    )
     args = parser.parse_args(argv)
     if args.backend == "optimised" and not args.triton_url:
         parser.error("optimised needs --triton-url HOST:PORT (Triton's gRPC endpoint)")
 
     import uvicorn
 
-    app = create_app(make_backend(args))
+    app = create_app(make_backend(args), freeze_heap=not args.no_gc_freeze)
     # uvloop and httptools when installed (requirements/reference.txt pins both): the C event
     # loop and HTTP parser (measured: /healthz 0.97 ms p50 against 1.26 with asyncio + h11).
     uvicorn.run(

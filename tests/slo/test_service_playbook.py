@@ -9,11 +9,17 @@ slow server cannot quietly slow the load down.
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import json
 import random
 import socket
 import threading
+import time
+import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,57 +30,102 @@ from pytest_latency import LatencyMissed, record_stage  # noqa: E402
 
 pytestmark = pytest.mark.slo
 
-OFFERED_RPS = 20  # the same offered load for both stacks
+OFFERED_RPS = 20  # the same offered load for every stack
+# No CUDA device here: Triton runs the model on the CPU, behind its gRPC and Python-backend hop.
+CPU_ONLY = not Path("/dev/nvidiactl").exists()
 REPEAT_RATIO = 0.5  # share of requests that repeat a popular review
 
 
 def workload(texts: Sequence[str], repeat_ratio: float, seed: int = 7) -> Iterator[str]:
-    """Held-out reviews; with probability `repeat_ratio` one of the 50 most popular ones."""
+    """Held-out reviews; with probability `repeat_ratio` one of the 50 most popular ones.
+
+    The others are new to the cache: each carries a mark unique to this workload, so a test
+    that runs after another on the same Redis does not find them cached already (the cache
+    would turn the "fresh" half into hits, and the test into a cache-only run)."""
     rng = random.Random(seed)
+    tag = uuid.uuid4().hex[:8]
     hot, fresh = list(texts[:50]), itertools.cycle(texts[50:])
-    while True:
-        yield rng.choice(hot) if rng.random() < repeat_ratio else next(fresh)
+    for i in itertools.count():
+        yield rng.choice(hot) if rng.random() < repeat_ratio else f"{next(fresh)} ({tag}-{i})"
 
 
 class Client:
-    """One keep-alive HTTP connection pool per load-generator thread (httpx pools are not
-    shared across threads here); each call posts one review and records the server's stages."""
+    """One keep-alive connection per load-generator thread; each call posts one review and
+    records the server's stages, and "transport" as the rest of the time the call took.
+
+    On the standard library's ``http.client`` with TCP_NODELAY, not httpx: the open loop runs
+    each measurement on fresh threads, and an ``httpx.Client`` made on one costs 17-34 ms of
+    SSL-context set-up, which showed up as the "cache-hit stalls" (docs/serving.md)."""
 
     def __init__(self, base_url: str, texts: Iterator[str]) -> None:
-        self.base_url, self.texts = base_url, texts
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"base_url must be http://host:port, got {base_url!r}")
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.texts = texts
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._clients: list[Any] = []
+        self._connections: list[http.client.HTTPConnection] = []
+        self.answered = self.cached = 0  # requests answered; texts answered from the cache
 
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            # TCP_NODELAY: httpx writes headers and body separately; with Nagle on, the body
-            # can wait for the server's delayed ACK (the classic 40 ms tail).
-            transport = httpx.HTTPTransport(
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-            )
-            client = httpx.Client(base_url=self.base_url, timeout=5.0, transport=transport)
-            self._local.client = client
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=5.0)
+            conn.connect()
+            # One write per request (headers and body together below), and no delayed-ACK
+            # wait on the response: the classic 40 ms tail.
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.conn, self._local.used = conn, False
             with self._lock:
-                self._clients.append(client)
-        return client
+                self._connections.append(conn)
+        return conn
 
-    def __call__(self) -> Any:
-        with self._lock:
-            text = next(self.texts)
-        response = self._client().post("/predict", json={"texts": [text]})
-        response.raise_for_status()
-        server = _server_timing(response.headers.get("server-timing"))
+    def _exchange(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
+        conn = self._connection()
+        reused = getattr(self._local, "used", False)
+        try:
+            conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            self._local.conn, self._local.used = None, False
+            # A kept-alive connection the server closed while idle (uvicorn: after 5 s) fails
+            # on its next request before the server saw it; retry that once on a new one, as
+            # urllib3 does. The time of both attempts counts.
+            stale = isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
+            if reused and stale:
+                return self._exchange(body)
+            raise
+        self._local.used = True
+        return response, payload
+
+    def post(self, text: str) -> dict[str, Any]:
+        body = json.dumps({"texts": [text]}).encode()
+        t0 = time.perf_counter_ns()
+        response, payload = self._exchange(body)
+        elapsed_ns = time.perf_counter_ns() - t0
+        if response.status != 200:
+            raise RuntimeError(f"POST /predict answered {response.status}: {payload[:200]!r}")
+        server = _server_timing(response.getheader("server-timing"))
         for name, ms in server.items():
             record_stage(name, int(ms * 1e6))
-        total_ms = response.elapsed.total_seconds() * 1e3
-        record_stage("transport", max(0, int((total_ms - sum(server.values())) * 1e6)))
-        return response
+        record_stage("transport", max(0, elapsed_ns - int(sum(server.values()) * 1e6)))
+        answer: dict[str, Any] = json.loads(payload)
+        with self._lock:
+            self.answered += 1
+            self.cached += sum(answer["cached"])
+        return answer
+
+    def __call__(self) -> dict[str, Any]:
+        with self._lock:
+            text = next(self.texts)
+        return self.post(text)
 
     def close(self) -> None:
-        for client in self._clients:
-            client.close()
+        for conn in self._connections:
+            conn.close()
 
 
 def _server_timing(header: str | None) -> dict[str, float]:
@@ -108,83 +159,102 @@ def test_baseline_service_misses_a_10ms_p99_at_the_offered_load(latency, baselin
 
 
 @pytest.fixture
-def warm_cache(service_url: str, review_texts: list[str]) -> list[str]:
-    """The 50 popular reviews, answered once so the optimised front has them cached."""
+def warm_cache(colocated_url: str, review_texts: list[str]) -> list[str]:
+    """The 50 popular reviews, answered once so the co-located front has them cached."""
     hot = review_texts[:50]
-    with httpx.Client(base_url=service_url, timeout=5.0) as client:
+    with httpx.Client(base_url=colocated_url, timeout=5.0) as client:
         for text in hot:
             client.post("/predict", json={"texts": [text]}).raise_for_status()
+        for _ in range(100):  # the entries are written after each answer: wait for the last
+            if client.post("/predict", json={"texts": [hot[-1]]}).json()["cached"] == [True]:
+                break
+            time.sleep(0.02)
     return hot
 
 
+# Expected to pass where Triton has a GPU: run it there against NVIDIA's Triton image serving
+# `write_gpu_model_repository`'s TensorRT or CUDA repository (--triton-url HOST:PORT).
 @pytest.mark.xfail(
+    condition=CPU_ONLY,
     strict=True,
     raises=LatencyMissed,
-    reason="half the requests miss the cache, and a miss pays the HTTP front (~1 ms), Redis "
-    "(~0.5 ms) and Triton's Python backend running ORT INT8 (~4-6 ms p50) while five "
-    "processes share 2 CPU cores: 13-15 ms p50 and 26-52 ms p99 for misses here, and Triton "
-    "alone has an 8-13 ms p99 serially. 10 ms at p99 needs the model on its own cores (or a "
-    "GPU); see docs/serving.md",
+    reason="on CPU the Triton hop costs about as much as the model: a miss's inference stage "
+    "measured 5.7-6.2 ms p50 / 10-12.5 ms p99 through gRPC and the Python-backend stub, where "
+    "the same INT8 model in-process takes 3.0 ms p50 at the same rate (Triton's own "
+    "perf_analyzer: 2.7 / 6.2 ms for Triton alone, serially); half the requests miss, so the "
+    "mixed p99 is 14-19 ms. The co-located front is the CPU deployment; docs/serving.md",
 )
 @pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, max_time_s=60)
-def test_optimised_service_p99_at_the_same_load_on_2_shared_cores(latency, service_url, client_for):
-    latency(client_for(service_url), name="optimised")
+def test_triton_service_p99_at_the_same_load(latency, service_url, client_for):
+    latency(client_for(service_url), name="optimised (Triton)")
 
 
-# Hits and misses are separate distributions with their own verdicts. Targets are sized to
-# what this 2-core host holds with margin (measured at 20 rps: hits 3.3-4 ms p50, 6.5-43 ms
-# p99 -- in some runs about 1 % of hits stalled for ~40 ms, cause not found; misses 13-15 ms
-# p50, 26-52 ms p99), so a regression in either path fails its own test. 700 samples keep
-# the p99 upper bound off the single worst stall.
-@pytest.mark.slo(
-    p50_ms=8, p95_ms=15, p99_ms=100, rate_rps=OFFERED_RPS, min_samples=700, max_time_s=90
-)
-def test_cache_hits_have_their_own_latency_distribution(latency, service_url, warm_cache):
-    client = Client(service_url, itertools.cycle(warm_cache))
+# The playbook's claim on the CPU deployment, as a plain test. 1,000 samples: at the first
+# look's 348 the p99 upper bound is the sample maximum, which one scheduler stall of a shared
+# 2-core VM decides; at 1,000 it is a few samples below the maximum. Measured with 700 on a
+# quiet VM: p99 7.2 ms [6.6, 7.8] and 8.0 ms [7.4, 9.0] (two students); the 6-layer INT8 model
+# in the same front: 10.8-12.4 ms p99 (docs/serving.md, "The co-located front").
+@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=120)
+def test_colocated_service_meets_a_10ms_p99_at_the_same_load(latency, colocated_url, client_for):
+    client = client_for(colocated_url)
+    result = latency(client, name="colocated")
+    assert "inference" in result.stages_ms  # misses ran the model in the front
+    # Half the traffic repeats (of which the first sight of each popular review misses):
+    # a hit share far above 50 % would mean the test measured the cache, not the service.
+    assert client.cached <= 0.6 * client.answered, (client.cached, client.answered)
+
+
+# Hits and misses are separate distributions with their own verdicts, on the co-located front.
+# A hit is the service's claim without the model: 10 ms at p99 (measured 1.6-1.8 ms p50,
+# 4.4-4.6 ms p99 beside the student). The ~40 ms "hit stalls" of earlier runs were the load
+# generator's, not the service's: a new httpx.Client per open-loop thread (docs/serving.md).
+@pytest.mark.slo(p50_ms=5, p99_ms=10, rate_rps=OFFERED_RPS, min_samples=700, max_time_s=90)
+def test_cache_hits_have_their_own_latency_distribution(latency, colocated_url, warm_cache):
+    client = Client(colocated_url, itertools.cycle(warm_cache))
     try:
         result = latency(client, name="cache hits")
     finally:
         client.close()
     assert "inference" not in result.stages_ms  # every answer came from Redis
+    assert client.cached == client.answered
 
 
-@pytest.mark.slo(p50_ms=30, p99_ms=100, rate_rps=OFFERED_RPS, min_samples=700, max_time_s=90)
-def test_cache_misses_have_their_own_latency_distribution(latency, service_url, review_texts):
-    unique = (f"{text} (#{i})" for i, text in enumerate(itertools.cycle(review_texts)))
-    client = Client(service_url, unique)
+# Traffic that never repeats is outside the playbook's claim (which counts on half the
+# requests hitting the cache). Its target is the budget of a miss built from the claims:
+# the model's 10 ms (the model ladder's) plus the front's and the cache's 10 ms (a hit's).
+@pytest.mark.slo(p50_ms=10, p99_ms=20, rate_rps=OFFERED_RPS, min_samples=700, max_time_s=90)
+def test_cache_misses_have_their_own_latency_distribution(latency, colocated_url, review_texts):
+    unique = (
+        f"{text} (#{i} {uuid.uuid4().hex[:8]})"
+        for i, text in enumerate(itertools.cycle(review_texts))
+    )
+    client = Client(colocated_url, unique)
     try:
         result = latency(client, name="cache misses")
     finally:
         client.close()
     assert "inference" in result.stages_ms
+    assert client.cached == 0
 
 
-# A generous absolute target: both stacks are measured here; the decision is on the ratio.
-# 800 samples each: at the first look's 348 the p99 upper bound is the sample maximum, which
-# one scheduler stall on a shared 2-core VM decides; at 800 it tolerates a few.
-@pytest.mark.slo(p99_ms=10_000, rate_rps=OFFERED_RPS, min_samples=800, max_time_s=90)
-def test_optimised_p99_is_lower_than_the_baseline_in_the_same_run(
-    latency, baseline_url, service_url, client_for
+# The playbook's "cut p99 5x", decided with confidence in one run: the baseline and the
+# co-located front take turns in blocks of 100 requests, each block on its own open-loop
+# schedule at the offered rate (so a drift of the shared host hits both alike), and the
+# speed-up's lower bound -- the baseline's p99 lower bound over the co-located upper bound,
+# each at half the error -- must reach 5x. The marker's target is the co-located front's claim;
+# the comparison itself decides only the ratio.
+@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=200)
+def test_colocated_p99_is_5x_lower_than_the_baseline_in_the_same_run(
+    latency, baseline_url, colocated_url, client_for
 ):
-    base = latency(client_for(baseline_url), name="baseline")
-    opt = latency(client_for(service_url), name="optimised")
-    base_lower, _ = base.bounds_ms(0.99)
-    _, opt_upper = opt.bounds_ms(0.99)
-    assert base_lower is not None and opt_upper is not None
-    point = base.percentile_ms(0.99) / opt.percentile_ms(0.99)
-    # The exercise: "cut p99 5x". Measured in the same run, six runs on the 2-core VM: 4.9-7.9x
-    # at the point estimate; with confidence (the baseline's lower bound over the optimised
-    # upper bound, each at the verdicts' error level) >= 5.1x in five runs and 1.9x in the
-    # sixth, where one stall of the optimised stack put its p99 upper bound at 54 ms. 5x with
-    # confidence is therefore not something this shared host holds every time; asserted with
-    # margin: 3x at the point estimate and 1.5x with confidence. docs/serving.md has the runs.
-    facts = (
-        f"baseline p99 {base.percentile_ms(0.99):.1f} ms (lower bound {base_lower:.1f}), "
-        f"optimised {opt.percentile_ms(0.99):.1f} ms (upper bound {opt_upper:.1f}): "
-        f"{point:.2f}x at the point estimate, {base_lower / opt_upper:.2f}x lower bound"
+    comparison = latency.compare(
+        client_for(baseline_url),
+        client_for(colocated_url),
+        min_speedup=5.0,
+        block=100,
+        names=("baseline", "colocated"),
     )
-    assert point >= 3.0, facts
-    assert base_lower / opt_upper >= 1.5, facts
+    assert comparison.lower is not None and comparison.lower >= 5.0, comparison.summary()
 
 
 # End to end, the same all-miss traffic and target as the cache-miss test: one run of the main
@@ -197,23 +267,49 @@ def test_optimised_p99_is_lower_than_the_baseline_in_the_same_run(
     rate_rps=OFFERED_RPS,
     min_samples=700,  # per-stage p99 upper bounds that one scheduler stall cannot decide
     max_time_s=90,
-    # The playbook's budget shape, sized for this host: on 2 shared cores any stage can be
-    # preempted for a scheduler slice, so per-stage p99s carry a few ms of stall each. The
-    # cache stage is two awaited round trips (MGET, pipelined SET) on the asyncio front, so its
-    # span also holds whatever else the event loop ran meanwhile: measured p99 5.5-6.6 ms with
-    # upper bounds up to 10.1 ms on a noisy run, hence 15.
+    # The playbook's budget shape on the Triton path, sized for this host: on 2 shared cores
+    # any stage can be preempted for a scheduler slice, so per-stage p99s carry a few ms of
+    # stall each. The cache stage is two awaited round trips (MGET, pipelined SET) on the
+    # asyncio front, so its span also holds whatever else the event loop ran meanwhile:
+    # measured p99 5.5-6.6 ms with upper bounds up to 10.1 ms on a noisy run, hence 15.
     budget={"inference": 40, "cache": 15, "tokenise": 10, "postprocess": 10, "transport": 25},
 )
-def test_latency_budget_of_the_optimised_path(latency, service_url, review_texts):
+def test_latency_budget_of_the_triton_path(latency, service_url, review_texts):
     # Texts the cache has never seen, so every request passes through every stage.
-    unique = (f"{text} [budget {i}]" for i, text in enumerate(itertools.cycle(review_texts)))
+    tag = uuid.uuid4().hex[:8]
+    unique = (f"{t} [budget {tag} {i}]" for i, t in enumerate(itertools.cycle(review_texts)))
     client = Client(service_url, unique)
     try:
-        result = latency(client, name="budget")
+        result = latency(client, name="budget (Triton)")
     finally:
         client.close()
     p50 = {name: s["p50"] for name, s in result.stages_ms.items()}
     assert max(p50, key=lambda k: p50[k]) == "inference", p50
+
+
+# Where the Triton path's inference time goes on CPU: the same INT8 model in this process, one
+# review at a time at the same rate, is what the model itself costs; Triton's inference stage is
+# that plus the hop (gRPC, the Python backend's stub IPC, two more processes on 2 cores). The
+# test names the hop: it adds at least half the model's own time. Measured in two runs:
+# Triton's inference stage 5.7-6.2 ms p50, the model in-process 3.0 ms (1.9-2.1x).
+@pytest.mark.skipif(not CPU_ONLY, reason="a claim about CPU hosts; on a GPU Triton runs the model")
+@pytest.mark.slo(p99_ms=100, rate_rps=OFFERED_RPS, max_time_s=60)
+def test_on_cpu_the_triton_hop_adds_at_least_half_the_models_time(
+    latency, service_url, int8, review_texts
+):
+    tag = uuid.uuid4().hex[:8]
+    unique = (f"{t} [hop {tag} {i}]" for i, t in enumerate(itertools.cycle(review_texts)))
+    client = Client(service_url, unique)
+    try:
+        triton = latency(client, name="Triton front, all misses")
+    finally:
+        client.close()
+    texts = itertools.cycle(review_texts)
+    model = latency(lambda: int8.predict([next(texts)]), name="the same model in-process")
+    inference, alone = triton.stages_ms["inference"]["p50"], model.percentile_ms(0.5)
+    hop = inference - alone
+    facts = f"Triton's inference stage p50 {inference:.2f} ms, the model in-process {alone:.2f} ms"
+    assert hop >= 0.5 * alone, f"the hop ({hop:.2f} ms) is under half the model's time: {facts}"
 
 
 @pytest.fixture
@@ -266,3 +362,36 @@ def test_optimised_path_answers_from_the_model_when_redis_dies_mid_run(
     assert metrics["cache"]["errors"] >= 1, metrics
     assert metrics["cache"]["degraded"] is True, metrics
     assert "inference" in result.stages_ms
+
+
+def labels_over_http(url: str) -> Callable[[Sequence[str]], list[int]]:
+    """The deployed front's labels for `texts`, 32 texts per request (the contract's limit)."""
+
+    def run(texts: Sequence[str]) -> list[int]:
+        labels: list[int] = []
+        with httpx.Client(base_url=url, timeout=30.0) as client:
+            for start in range(0, len(texts), 32):
+                r = client.post("/predict", json={"texts": list(texts[start : start + 32])})
+                r.raise_for_status()
+                labels.extend(r.json()["labels"])
+        return labels
+
+    return run
+
+
+# The co-located front serves the distilled INT8 student; the deployment keeps the student's
+# accuracy gate (at most two points below the FP32 PyTorch teacher) measured over HTTP, its
+# cache included.
+@pytest.mark.accuracy(max_drop=0.02)
+def test_colocated_service_loses_at_most_two_accuracy_points(
+    accuracy_gate, colocated_url, fp32, splits
+):
+    from reference_system.predictors import evaluate
+
+    def reference(texts: Sequence[str]) -> list[int]:
+        _, prediction = evaluate(fp32, list(texts), [0] * len(texts))
+        return [int(x) for x in prediction.labels]
+
+    texts, labels = list(splits.test.texts), list(splits.test.labels)
+    result = accuracy_gate(labels_over_http(colocated_url), reference, texts, labels)
+    assert result.reference_accuracy >= 0.82

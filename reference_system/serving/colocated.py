@@ -1,0 +1,157 @@
+"""The co-located optimised front: the INT8 model in the front's own process.
+
+What a CPU-only deployment of this size should run: the optimised front's HTTP contract,
+tokenizer and Redis cache, with the model on onnxruntime inside the uvicorn process instead of
+one gRPC hop away on Triton. On a 2-core host the hop (gRPC, Triton's Python-backend stub IPC,
+two more processes to schedule) costs more than the model itself; see docs/serving.md.
+
+Per request, on a cache miss:
+
+- one ``MGET`` on the event loop (``redis.asyncio``);
+- tokenise one text (``Tokenizer.encode``: no batch thread pool for a single text);
+- ``session.run`` **on the event loop thread** by default (``inference="inline"``): no
+  thread-pool hop and no second thread to wake; ORT with 1 intra-op thread, so no intra-op
+  pool to wake either. While it runs (2-5 ms) the loop serves nothing else, which at this
+  offered load costs a concurrent request a few ms at worst; ``inference="thread"`` moves the
+  run to one dedicated thread instead, for comparison;
+- the response is sent, then the cache entry is written (a background task after the body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from reference_system.serving.app import Answer, _Counters, _metrics, _Pending, _span
+
+INFERENCE_MODES = ("inline", "thread")
+
+
+class ColocatedBackend:
+    """Tokenise -> Redis (cache-aside, fail-open) -> onnxruntime INT8 in this process.
+
+    `connect_cache` makes the asyncio cache client inside the running loop (or returns None
+    to run without a cache). ``predict`` returns the answer and a coroutine function that
+    writes the misses to the cache; the app runs it after the response is sent.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_dir: Path,
+        connect_cache: Callable[[], Any | None],
+        *,
+        name: str = "ort-int8-dynamic@colocated",
+        intra_op_threads: int = 1,
+        allow_spinning: bool = True,
+        inference: str = "inline",
+        max_length: int = 128,
+    ) -> None:
+        if inference not in INFERENCE_MODES:
+            raise ValueError(
+                f"inference {inference!r} is not valid. Valid: {', '.join(INFERENCE_MODES)}"
+            )
+        if isinstance(intra_op_threads, bool) or intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be an int >= 1, got {intra_op_threads!r}")
+        import onnxruntime as ort  # type: ignore[import-untyped]
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
+        )
+        self._session: Any = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        self._tok.enable_truncation(max_length=max_length)
+        pad_id = self._tok.token_to_id("[PAD]")
+        self._tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        self.name, self.inference = name, inference
+        self.settings = {
+            "intra_op_threads": intra_op_threads,
+            "allow_spinning": allow_spinning,
+            "inference": inference,
+        }
+        self._connect_cache = connect_cache
+        self.cache: Any | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._counters = _Counters()
+
+    def encode(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
+        # One text: encode() runs on this thread; encode_batch() would hand it to a pool.
+        encodings = (
+            [self._tok.encode(texts[0])] if len(texts) == 1 else self._tok.encode_batch(texts)
+        )
+        feeds = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        return {k: v for k, v in feeds.items() if k in self._inputs}
+
+    def run(self, feeds: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        (logits,) = self._session.run(["logits"], feeds)
+        return np.ascontiguousarray(logits, dtype=np.float32)
+
+    async def start(self) -> None:
+        """Connect the cache and run the model a few times before the first request."""
+        if self.inference == "thread":
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ort")
+        self.cache = self._connect_cache()
+        if self.cache is not None:
+            await self.cache.warm()
+        for text in ("warm up", "a longer sentence to warm up the model with " * 4):
+            self.run(self.encode([text]))
+
+    async def _infer(self, feeds: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        if self._pool is None:
+            return self.run(feeds)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.run, feeds)
+
+    async def predict(self, texts: Sequence[str]) -> tuple[Answer, Callable[[], Any] | None]:
+        p = _Pending(texts)
+        if self.cache is not None:
+            with _span(p.timings, "cache"):
+                p.take_hits(await self.cache.get_many(texts))
+        write = None
+        if p.misses:
+            with _span(p.timings, "tokenise"):
+                feeds = self.encode(p.miss_texts)
+            with _span(p.timings, "inference"):
+                out = await self._infer(feeds)
+            p.take_inference(out)
+            cache = self.cache
+            if cache is not None:
+                miss_texts, labels = p.miss_texts, [p.labels[i] for i in p.misses]
+
+                async def write() -> None:
+                    await cache.put_many(miss_texts, labels, out)
+
+        return p.answer(self._counters), write
+
+    def metrics(self) -> dict[str, Any]:
+        return {**_metrics(self.name, self._counters, self.cache), "settings": self.settings}
+
+    async def aclose(self) -> None:
+        if self.cache is not None:
+            await self.cache.aclose()
+            self.cache = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._session = None
+
+    def close(self) -> None:  # the Backend protocol; the app awaits aclose() instead
+        pass

@@ -1,0 +1,94 @@
+"""The co-located front (INT8 model in the uvicorn process, Redis cache) as a real process."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="run: pip install -r requirements/reference.txt")
+
+from reference_system.serving.app import parse_server_timing  # noqa: E402
+from reference_system.serving.gcstats import GcPauses  # noqa: E402
+from reference_system.serving.services import SentimentService  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def colocated(
+    artifacts: Any, redis_url: str, request: pytest.FixtureRequest
+) -> Iterator[SentimentService]:
+    profile = request.config.getoption("--reference-profile")
+    with SentimentService("colocated", profile=profile, extra=["--redis-url", redis_url]) as s:
+        yield s
+
+
+def test_a_miss_runs_the_model_in_the_front_and_the_repeat_is_a_hit(
+    colocated: SentimentService, int8: Any
+) -> None:
+    text = f"A quietly devastating, beautifully acted film ({time.time_ns()})."
+    with httpx.Client(base_url=colocated.url, timeout=10) as client:
+        first = client.post("/predict", json={"texts": [text]})
+        assert first.status_code == 200, first.text
+        # The cache entry is written after the response is sent: wait for it, boundedly.
+        for _ in range(100):
+            second = client.post("/predict", json={"texts": [text]})
+            if second.json()["cached"] == [True]:
+                break
+            time.sleep(0.02)
+        metrics = client.get("/metrics").json()
+    body = first.json()
+    assert body["model"] == "ort-int8-dynamic@colocated" and body["cached"] == [False]
+    assert body["labels"] == int8.predict([text]).labels.tolist()  # the same INT8 model
+    assert set(parse_server_timing(first.headers["server-timing"])) == {
+        "cache",
+        "tokenise",
+        "inference",
+        "postprocess",
+    }
+    assert second.json()["cached"] == [True] and second.json()["labels"] == body["labels"]
+    assert "inference" not in parse_server_timing(second.headers["server-timing"])
+    assert metrics["cache_hits"] >= 1 and metrics["cache_misses"] >= 1
+    assert metrics["settings"] == {
+        "intra_op_threads": 1,
+        "allow_spinning": True,
+        "inference": "inline",
+    }
+    assert metrics["gc"]["frozen"] > 10_000  # the start-up heap, frozen (see gcstats)
+
+
+def test_batches_and_bad_input(colocated: SentimentService) -> None:
+    with httpx.Client(base_url=colocated.url, timeout=10) as client:
+        ok = client.post("/predict", json={"texts": ["A triumph.", "A tedious, lifeless chore."]})
+        bad = client.post("/predict", json={"texts": ["   "]})
+        still = client.post("/predict", json={"texts": ["Fine."]})
+    assert ok.status_code == 200 and ok.json()["labels"] == [1, 0]
+    assert bad.status_code == 422 and "texts[0]" in bad.text
+    assert still.status_code == 200
+
+
+def test_a_bad_inference_mode_is_refused_by_name(tmp_path: Path) -> None:
+    from reference_system.serving.colocated import ColocatedBackend
+
+    with pytest.raises(ValueError, match=r"'gpu'.*Valid: inline, thread"):
+        ColocatedBackend(tmp_path, tmp_path, lambda: None, inference="gpu")
+    with pytest.raises(ValueError, match=r"intra_op_threads.*got 0"):
+        ColocatedBackend(tmp_path, tmp_path, lambda: None, intra_op_threads=0)
+
+
+def test_gc_pauses_are_timed_per_generation() -> None:
+    pauses = GcPauses().install()
+    try:
+        gc.collect()
+        gc.collect(0)
+    finally:
+        pauses.uninstall()
+    snap = pauses.snapshot()
+    assert snap["collections"][2] >= 1 and snap["collections"][0] >= 1
+    assert snap["max_ms"][2] > 0 and snap["total_ms"][2] >= snap["max_ms"][2]
+    assert snap["recent"][-1]["generation"] in (0, 2)
+    gc.collect()
+    assert pauses.snapshot()["collections"] == snap["collections"]  # uninstalled: not counted
