@@ -45,7 +45,15 @@ def _spawn(pytester: pytest.Pytester, source: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python
+        # keeps an ignored SIGINT: give the child the default, so Ctrl-C reaches it however
+        # this run was started (`cmd &` in a script read SIG_IGN and failed the Ctrl-C tests).
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
