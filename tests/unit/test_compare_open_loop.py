@@ -86,3 +86,18 @@ def test_a_plan_without_a_rate_keeps_the_serial_driver() -> None:
     spec = Spec(p99_ms=1e3, warmup=0, max_time_s=20)
     compare(fn, fn, min_speedup=0.5, block=20, spec=spec)
     assert overlapping[0] == 1
+
+
+def test_async_sides_run_open_loop_on_the_loop_they_share() -> None:
+    import asyncio
+
+    async def slow() -> None:
+        await asyncio.sleep(0.02)
+
+    async def fast() -> None:
+        await asyncio.sleep(0.001)
+
+    spec = Spec(p99_ms=1e3, rate_rps=100, warmup=0, max_time_s=20, min_samples=200)
+    c = compare(slow, fast, min_speedup=2, block=50, spec=spec)
+    assert c.decision is Decision.PASS and c.rounds >= 4, c.summary()
+    assert c.baseline.censored == 0 and c.candidate.censored == 0
