@@ -275,7 +275,9 @@ def _compare(
                     gc.disable()
                 try:
                     if spec.rate_rps:
-                        got = _open_loop_block(drivers[i].call, spec, block, deadline, hard, clock)
+                        got = _open_loop_block(
+                            drivers[i].call, spec, block, 2 * rounds + i, deadline, hard, clock
+                        )
                         censored[i].extend(got.censored.values())
                         not_issued[i] += got.not_issued
                     else:
@@ -344,7 +346,7 @@ _DRAIN_NS = 1_000_000_000
 
 
 def _open_loop_block(
-    call: Call, spec: Spec, count: int, deadline: int, hard: int, clock: Clock
+    call: Call, spec: Spec, count: int, index: int, deadline: int, hard: int, clock: Clock
 ) -> Block:
     """`count` requests of one side on an open-loop schedule of their own (``spec.rate_rps``),
     each timed from its intended start; the side's block ends when they have all finished or
@@ -353,7 +355,7 @@ def _open_loop_block(
         call,
         float(spec.rate_rps or 0),
         spec.arrivals or "poisson",
-        None if spec.seed is None else spec.seed + clock() % 1000,
+        None if spec.seed is None else spec.seed + index,  # reproducible, new per block
         clock,
         # Targets do not decide a comparison, so a block waits up to 1 s for a request; one
         # still running then counts as censored at what it had waited (see _decide).
