@@ -10,12 +10,17 @@ turns in blocks of `--seconds` of timed load, their order reversed every round, 
 host's drift hits them alike; each variant's samples are pooled over the rounds.
 
 Variants (each changes one thing against ``default``: INT8 6-layer model on the event loop,
-1 ORT thread, spinning on, the standard-library HTTP client):
+1 ORT thread, spinning on, the raw-socket load-generator client of
+``reference_system.serving.loadgen_http``):
 
 - ``default``, ``thread`` (the model on one dedicated thread), ``ort2`` (2 ORT threads),
   ``nospin`` (ORT threads do not spin), ``student`` (the distilled 3-layer INT8 model),
-  ``httpx`` (the load generator on httpx instead of http.client), ``triton`` (the Triton
-  front: the same cache, the model one gRPC hop away).
+  ``httpx`` (the load generator on httpx), ``triton`` (the Triton front: the same cache,
+  the model one gRPC hop away);
+- against ``student``: ``warm5`` / ``warm2`` (``--keep-warm-ms`` 5 / 2), and ``httplib``
+  (``warm5`` with the load generator on ``http.client``).
+
+Only the measured variant's servers run during its block; the others are paused (SIGSTOP).
 
 Per variant: p50 and p99 of all requests, and of hits and misses apart (client-side, from
 each request's actual start), the stages' p50 / p99 (Server-Timing) and the error count.
@@ -31,13 +36,14 @@ import json
 import os
 import platform
 import random
+import signal
 import socket
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +60,15 @@ SERVER_ARGS: dict[str, list[str]] = {
     "ort2": ["--intra-op-threads", "2"],
     "nospin": ["--no-spinning"],
     "student": ["--model", "student"],
+    "warm5": ["--model", "student", "--keep-warm-ms", "5"],
+    "warm2": ["--model", "student", "--keep-warm-ms", "2"],
+    "httplib": ["--model", "student", "--keep-warm-ms", "5"],
     "httpx": [],
 }
 VARIANTS = (*SERVER_ARGS, "triton")
+# The load generator's client per variant: raw sockets (reference_system.serving.loadgen_http)
+# unless named here.
+CLIENTS = {"httpx": "httpx", "httplib": "httplib"}
 
 
 def workload(texts: Sequence[str], repeat_ratio: float, seed: int) -> Iterator[str]:
@@ -72,10 +84,13 @@ class Caller:
     """Posts one review per call on a keep-alive connection per load thread (http.client or
     httpx, both with TCP_NODELAY); keeps each request's latency, cache flag and stages."""
 
-    def __init__(self, url: str, texts: Iterator[str], *, use_httpx: bool = False) -> None:
+    def __init__(self, url: str, texts: Iterator[str], *, client: str = "raw") -> None:
+        from reference_system.serving.loadgen_http import KeepAliveClient
+
         host, port = url.removeprefix("http://").split(":")
         self.url, self.host, self.port, self.texts = url, host, int(port), texts
-        self.use_httpx = use_httpx
+        self.use_httpx, self.client = client == "httpx", client
+        self.raw = KeepAliveClient(url, want=("server-timing",))
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: list[Any] = []
@@ -83,6 +98,11 @@ class Caller:
         self.stages: dict[str, list[float]] = {}
 
     def _post(self, body: bytes) -> tuple[bytes, str | None]:
+        if self.client == "raw":
+            r = self.raw.post("/predict", body)
+            if r.status != 200:
+                raise RuntimeError(f"HTTP {r.status}")
+            return r.body, r.headers.get("server-timing")
         conn = getattr(self._local, "conn", None)
         if self.use_httpx:
             if conn is None:
@@ -136,6 +156,7 @@ class Caller:
                 self.stages.setdefault(name, []).append(dur)
 
     def close(self) -> None:
+        self.raw.close()
         for conn in self._open:
             conn.close()
 
@@ -151,6 +172,17 @@ def run(call: Callable[[], Any], seconds: float, rate: float) -> Samples:
         rate_rps=rate,
     ).resolved({})
     return measure(call, spec=spec).samples
+
+
+@contextmanager
+def paused(pids: Sequence[int]) -> Iterator[None]:
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
 
 
 def q(values: Sequence[float] | np.ndarray[Any, Any], p: float) -> float:
@@ -188,6 +220,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="colocated-bench-") as tmp, ExitStack() as stack:
         redis = stack.enter_context(RedisServer())
         urls: dict[str, str] = {}
+        pids: dict[str, list[int]] = {}
         for v in variants:
             if v == "triton":
                 from reference_system.serving.triton_repo import write_model_repository
@@ -198,16 +231,18 @@ def main() -> None:
                 )
                 triton = stack.enter_context(TritonServer(repo))
                 extra = ["--triton-url", triton.grpc_url, "--redis-url", redis.url]
-                urls[v] = stack.enter_context(
+                front = stack.enter_context(
                     SentimentService("optimised", profile=args.profile, extra=extra)
-                ).url
+                )
+                urls[v], pids[v] = front.url, [p for p in (front.pid, triton.pid) if p]
             else:
                 extra = ["--redis-url", redis.url, *SERVER_ARGS[v]]
-                urls[v] = stack.enter_context(
+                front = stack.enter_context(
                     SentimentService("colocated", profile=args.profile, extra=extra)
-                ).url
+                )
+                urls[v], pids[v] = front.url, [p for p in (front.pid,) if p]
         callers = {
-            v: Caller(urls[v], workload(texts, args.repeat_ratio, 7), use_httpx=v == "httpx")
+            v: Caller(urls[v], workload(texts, args.repeat_ratio, 7), client=CLIENTS.get(v, "raw"))
             for v in variants
         }
         for c in callers.values():
@@ -217,7 +252,10 @@ def main() -> None:
         for r in range(args.rounds):
             order = variants if r % 2 == 0 else variants[::-1]
             for v in order:
-                samples = run(callers[v], args.seconds, args.rate)
+                # Only the measured variant's servers run: the others are paused (SIGSTOP), so
+                # an idle server's own work (e.g. --keep-warm-ms) is not charged to another.
+                with paused([p for w, ps in pids.items() if w != v for p in ps]):
+                    samples = run(callers[v], args.seconds, args.rate)
                 pooled[v].extend(samples.latencies_ns.tolist())
                 errors[v] += samples.errors
             print(f"# round {r + 1}/{args.rounds} done", file=sys.stderr)

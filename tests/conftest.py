@@ -193,7 +193,7 @@ def colocated_url(
     from reference_system.serving.services import SentimentService
 
     profile = request.config.getoption("--reference-profile")
-    extra = ["--redis-url", redis_url, "--model", "student"]
+    extra = ["--redis-url", redis_url, "--model", "student", "--keep-warm-ms", "5"]
     with SentimentService("colocated", profile=profile, extra=extra) as service:
         yield service.url
 

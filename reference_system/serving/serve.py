@@ -91,6 +91,7 @@ def _colocated(args: argparse.Namespace, artifacts: Any) -> Any:
         intra_op_threads=args.intra_op_threads,
         allow_spinning=not args.no_spinning,
         inference=args.inference,
+        keep_warm_ms=args.keep_warm_ms,
     )
 
 
@@ -135,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=("inline", "thread"),
         default="inline",
         help="colocated: run the model on the event loop (inline) or on one dedicated thread",
+    )
+    parser.add_argument(
+        "--keep-warm-ms",
+        type=float,
+        default=0.0,
+        help="colocated: run the model on a fixed text whenever it was idle this long (0: off)",
     )
     args = parser.parse_args(argv)
     if args.backend == "optimised" and not args.triton_url:

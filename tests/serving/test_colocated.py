@@ -56,7 +56,9 @@ def test_a_miss_runs_the_model_in_the_front_and_the_repeat_is_a_hit(
         "intra_op_threads": 1,
         "allow_spinning": True,
         "inference": "inline",
+        "keep_warm_ms": 0.0,
     }
+    assert metrics["keep_warm_runs"] == 0  # off unless asked for
     assert metrics["gc"]["frozen"] > 10_000  # the start-up heap, frozen (see gcstats)
 
 
@@ -77,6 +79,32 @@ def test_a_bad_inference_mode_is_refused_by_name(tmp_path: Path) -> None:
         ColocatedBackend(tmp_path, tmp_path, lambda: None, inference="gpu")
     with pytest.raises(ValueError, match=r"intra_op_threads.*got 0"):
         ColocatedBackend(tmp_path, tmp_path, lambda: None, intra_op_threads=0)
+    with pytest.raises(ValueError, match=r"keep_warm_ms must be 0 \(off\) to 1000, got -1"):
+        ColocatedBackend(tmp_path, tmp_path, lambda: None, keep_warm_ms=-1)
+
+
+def test_keep_warm_runs_the_model_only_while_it_is_idle(artifacts: Any, redis_url: str) -> None:
+    """--keep-warm-ms 20: about one run per 20 ms while idle, none while requests keep the
+    model busy more often than that."""
+    extra = ["--redis-url", redis_url, "--keep-warm-ms", "20"]
+    with (
+        SentimentService("colocated", profile=artifacts.profile, extra=extra) as service,
+        httpx.Client(base_url=service.url, timeout=10) as client,
+    ):
+        before = client.get("/metrics").json()["keep_warm_runs"]
+        time.sleep(1.0)
+        idle = client.get("/metrics").json()["keep_warm_runs"] - before
+        busy_from = client.get("/metrics").json()["keep_warm_runs"]
+        t0 = time.monotonic()
+        for i in range(40):  # a new text every ~5 ms: the model is never idle for 20 ms
+            r = client.post("/predict", json={"texts": [f"A fine film ({t0}-{i})."]})
+            assert r.status_code == 200 and r.json()["cached"] == [False]
+        busy_s = time.monotonic() - t0
+        busy = client.get("/metrics").json()["keep_warm_runs"] - busy_from
+        settings = client.get("/metrics").json()["settings"]
+    assert settings["keep_warm_ms"] == 20.0
+    assert 25 <= idle <= 55, idle  # 1 s / 20 ms = 50, less the sleeps' overshoot
+    assert busy <= 2 + busy_s / 0.02 * 0.25, (busy, busy_s)
 
 
 def test_gc_pauses_are_timed_per_generation() -> None:

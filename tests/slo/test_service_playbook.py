@@ -9,14 +9,11 @@ slow server cannot quietly slow the load down.
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import random
-import socket
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -50,69 +47,35 @@ def workload(texts: Sequence[str], repeat_ratio: float, seed: int = 7) -> Iterat
 
 
 class Client:
-    """One keep-alive connection per load-generator thread; each call posts one review and
-    records the server's stages, and "transport" as the rest of the time the call took.
+    """The load generator's client: one review per call on this thread's kept-alive connection
+    (``KeepAliveClient``: raw sockets, one ``sendall`` per request, TCP_NODELAY); records the
+    server's stages, and "transport" as the rest of the time the call took.
 
-    On the standard library's ``http.client`` with TCP_NODELAY, not httpx: the open loop runs
-    each measurement on fresh threads, and an ``httpx.Client`` made on one costs 17-34 ms of
-    SSL-context set-up, which showed up as the "cache-hit stalls" (docs/serving.md)."""
+    Not httpx: the open loop runs each measurement on fresh threads, and an ``httpx.Client``
+    made on one costs 17-34 ms of SSL-context set-up, which showed up as the "cache-hit
+    stalls"; nor ``http.client``, whose own parsing is load-generator time counted as the
+    service's (docs/serving.md)."""
 
     def __init__(self, base_url: str, texts: Iterator[str]) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"base_url must be http://host:port, got {base_url!r}")
-        self.host, self.port = parts.hostname, parts.port or 80
+        from reference_system.serving.loadgen_http import KeepAliveClient
+
+        self.http = KeepAliveClient(base_url, want=("server-timing",))
         self.texts = texts
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[http.client.HTTPConnection] = []
         self.answered = self.cached = 0  # requests answered; texts answered from the cache
-
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=5.0)
-            conn.connect()
-            # One write per request (headers and body together below), and no delayed-ACK
-            # wait on the response: the classic 40 ms tail.
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._local.conn, self._local.used = conn, False
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
-    def _exchange(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
-        conn = self._connection()
-        reused = getattr(self._local, "used", False)
-        try:
-            conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            self._local.conn, self._local.used = None, False
-            # A kept-alive connection the server closed while idle (uvicorn: after 5 s) fails
-            # on its next request before the server saw it; retry that once on a new one, as
-            # urllib3 does. The time of both attempts counts.
-            stale = isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
-            if reused and stale:
-                return self._exchange(body)
-            raise
-        self._local.used = True
-        return response, payload
 
     def post(self, text: str) -> dict[str, Any]:
         body = json.dumps({"texts": [text]}).encode()
         t0 = time.perf_counter_ns()
-        response, payload = self._exchange(body)
+        response = self.http.post("/predict", body)
         elapsed_ns = time.perf_counter_ns() - t0
         if response.status != 200:
-            raise RuntimeError(f"POST /predict answered {response.status}: {payload[:200]!r}")
-        server = _server_timing(response.getheader("server-timing"))
+            raise RuntimeError(f"POST /predict answered {response.status}: {response.body[:200]!r}")
+        server = _server_timing(response.headers.get("server-timing"))
         for name, ms in server.items():
             record_stage(name, int(ms * 1e6))
         record_stage("transport", max(0, elapsed_ns - int(sum(server.values()) * 1e6)))
-        answer: dict[str, Any] = json.loads(payload)
+        answer: dict[str, Any] = json.loads(response.body)
         with self._lock:
             self.answered += 1
             self.cached += sum(answer["cached"])
@@ -124,8 +87,7 @@ class Client:
         return self.post(text)
 
     def close(self) -> None:
-        for conn in self._connections:
-            conn.close()
+        self.http.close()
 
 
 def _server_timing(header: str | None) -> dict[str, float]:
