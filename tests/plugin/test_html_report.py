@@ -29,7 +29,7 @@ from pytest_latency.core.result import Result
 from pytest_latency.core.samples import Samples
 from pytest_latency.core.spec import AccuracySpec, Spec
 from pytest_latency.core.verdict import evaluate
-from pytest_latency.gate import AccuracyResult
+from pytest_latency.plugin.gate import AccuracyResult
 from pytest_latency.report import plots
 from pytest_latency.report.html import render_html
 from pytest_latency.report.json_report import build_report, write_report

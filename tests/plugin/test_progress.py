@@ -15,7 +15,7 @@ import pytest
 
 from pytest_latency.core.runner import Progress, measure
 from pytest_latency.core.spec import Spec
-from pytest_latency.progress import LiveProgress, format_progress
+from pytest_latency.plugin.progress import LiveProgress, format_progress
 
 # Three or more timed blocks (about 200 ms each): the runner reports between them.
 SLOW = """

@@ -19,18 +19,16 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .core.compare import Comparison
-from .core.drivers import NotTimedError
-from .core.result import Result
-from .core.runner import Progress, is_async_callable, measure
-from .core.spec import Spec, SpecError
-from .core.verdict import Decision, Verdict
-from .report.table import failure_message
-from .settings import Settings
-
-
-class PytestLatencyWarning(UserWarning):
-    """An SLO that was not decided, under ``--latency-inconclusive=warn``."""
+from ..core.compare import Comparison
+from ..core.compare import compare as compare_in_blocks
+from ..core.drivers import NotTimedError
+from ..core.result import Result
+from ..core.runner import Progress, is_async_callable, measure
+from ..core.spec import Spec, SpecError
+from ..core.verdict import Decision, Verdict
+from ..report.table import failure_message
+from .failures import PytestLatencyWarning
+from .keys import Settings
 
 
 class LatencyFixture:
@@ -127,15 +125,13 @@ class LatencyFixture:
 
             comparison = latency.compare(fp32.predict, int8.predict, texts, min_speedup=2)
         """
-        from .core.compare import compare
-
         plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
         loop = self._loop_for(baseline) or self._loop_for(candidate)
         names = names or (
             getattr(baseline, "__qualname__", "baseline"),
             getattr(candidate, "__qualname__", "candidate"),
         )
-        result = compare(
+        result = compare_in_blocks(
             baseline,
             candidate,
             args,
