@@ -15,7 +15,7 @@ import pytest
 from ..core.spec import AccuracySpec, Spec
 
 if TYPE_CHECKING:  # numpy underneath: loaded only when a saved run is compared
-    from ..core.regression import Baseline
+    from ..core.regression import SavedRun
 
 INCONCLUSIVE_POLICIES = ("fail", "warn", "pass")
 PROGRESS_MODES = ("auto", "on", "off")
@@ -77,7 +77,7 @@ class SavedRunState:
     process, and how this run's environment differs from the one it was saved on."""
 
     path: str
-    run: Baseline
+    run: SavedRun
     environment: dict[str, Any]
     differences: list[tuple[str, Any, Any]] = field(default_factory=list)
 

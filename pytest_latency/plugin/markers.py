@@ -18,7 +18,7 @@ SLO_MARKER = (
     "min_samples=None, max_samples=None, max_time_s=None, concurrency=1, rate_rps=None, "
     "arrivals='poisson', gc='off', budget=None, regression=None): a latency SLO that the "
     "`latency` fixture measures and enforces with stated confidence (regression: the slowdown "
-    "allowed against --latency-compare's baseline, a share); a bare @pytest.mark.slo only "
+    "allowed against --latency-compare's saved run, a share); a bare @pytest.mark.slo only "
     "tags a test for -m slo. Example: "
     "@pytest.mark.slo(p99_ms=10, p50_ms=4) def test_fast(latency): latency(fn)"
 )

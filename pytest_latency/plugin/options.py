@@ -188,8 +188,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "latency_save",
         "--latency-save",
-        "save this run (the --latency-json document, raw samples included) to PATH as a "
-        "baseline for --latency-compare; may be given with --latency-json",
+        "save this run (the --latency-json document, raw samples included) to PATH, a saved "
+        "run for --latency-compare; may be given with --latency-json",
         "PATH",
         output="baseline.json",
     ),
@@ -203,12 +203,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "latency_fail_on_regression",
         "--latency-fail-on-regression",
-        "with --latency-compare: fail a test whose percentile is slower than the baseline's by "
+        "with --latency-compare: fail a test whose percentile is slower than the saved run's by "
         "more than PCT with confidence, e.g. 10% (a test's slo(regression=0.05) overrides it)",
         "PCT",
         _threshold,
         "a percentage with a % sign between 0% and 1000%, e.g. 10% (the slowdown of a "
-        "percentile against the baseline that fails a test)",
+        "percentile against the saved run that fails a test)",
     ),
     Option(
         "latency_markdown",
@@ -222,7 +222,7 @@ OPTIONS: tuple[Option, ...] = (
         "latency_compare_strict",
         "--latency-compare-strict",
         "with --latency-compare: refuse to compare (usage error) when the environment differs "
-        "from the baseline's (CPU, cores, Python, key package versions)",
+        "from the saved run's (CPU, cores, Python, key package versions)",
         "",
         boolean=True,
     ),

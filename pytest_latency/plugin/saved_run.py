@@ -23,7 +23,7 @@ def load(config: pytest.Config, settings: Settings) -> SavedRunState:
     """Load the saved run and compare environments; refuse it under ``--latency-compare-strict``."""
     # numpy underneath: loaded only when a run is compared, not for `pytest --help`.
     from ..core.env import fingerprint
-    from ..core.regression import Baseline, describe_differences, env_differences
+    from ..core.regression import SavedRun, describe_differences, env_differences
     from ..report.json_report import load_report
 
     assert settings.compare_path is not None
@@ -31,7 +31,7 @@ def load(config: pytest.Config, settings: Settings) -> SavedRunState:
         report = load_report(settings.compare_path)
     except ValueError as exc:
         raise pytest.UsageError(f"--latency-compare: {exc}") from None
-    saved = Baseline.from_report(report)
+    saved = SavedRun.from_report(report)
     environment = fingerprint(config.rootpath)
     diffs = env_differences(saved.environment, environment)
     if diffs and settings.strict:
