@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     )
     from .core.compare import Comparison
     from .core.spec import AccuracySpec
-    from .failures import LatencyMissed, SloFailure
-    from .fixture import LatencyFixture, PytestLatencyWarning
-    from .gate import AccuracyGate
+    from .plugin.failures import LatencyMissed, PytestLatencyWarning, SloFailure
+    from .plugin.fixture import LatencyFixture
+    from .plugin.gate import AccuracyGate
 
 __version__ = "0.1.0"
 __all__ = [
@@ -65,11 +65,11 @@ __all__ = [
 # Names outside `core`: the pytest-facing types (the failures subclass pytest's own, so they
 # load pytest -- only when asked for) and the classes a test touches through the fixtures.
 _ELSEWHERE = {
-    "LatencyMissed": "failures",
-    "SloFailure": "failures",
-    "LatencyFixture": "fixture",
-    "PytestLatencyWarning": "fixture",
-    "AccuracyGate": "gate",
+    "LatencyMissed": "plugin.failures",
+    "SloFailure": "plugin.failures",
+    "PytestLatencyWarning": "plugin.failures",
+    "LatencyFixture": "plugin.fixture",
+    "AccuracyGate": "plugin.gate",
     "Comparison": "core.compare",
     "AccuracySpec": "core.spec",
 }

@@ -102,7 +102,7 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _compare(args: argparse.Namespace) -> int:
     from .core.regression import (
         REGRESSION,
-        Baseline,
+        SavedRun,
         describe_differences,
         env_differences,
         parse_threshold,
@@ -116,7 +116,7 @@ def _compare(args: argparse.Namespace) -> int:
             "between 0 and 1, e.g. 0.95"
         )
     before, after = load_report(args.before), load_report(args.after)
-    baseline = Baseline.from_report(before)
+    baseline = SavedRun.from_report(before)
     results = [r for r in after["results"] if not r.get("kind")]
     changes = [
         c.to_dict()

@@ -1,16 +1,16 @@
-"""Relative SLOs: is the candidate at least `min_speedup` times faster than the baseline at a
+"""Relative SLOs: is the candidate at least `min_speedup` times faster than the reference at a
 percentile, measured in the same run?
 
-    >>> c = compare(baseline_fn, candidate_fn, quantile=0.99, min_speedup=2.0)  # doctest: +SKIP
-    >>> c.decision, c.ratio, c.lower                                              # doctest: +SKIP
+    c = compare(reference_fn, candidate_fn, quantile=0.99, min_speedup=2.0)
+    c.decision, c.ratio, c.lower
 
 The variants alternate in *blocks* (default 50 calls), never call by call: a runtime with
 spinning thread pools (ONNX Runtime) slows its neighbour when the two interleave per call. The
 block order flips every round (AB, BA, AB, ...) so neither variant always runs first.
 
-Decision: the ratio ``baseline_q / candidate_q`` is bounded by combining one-sided
+Decision: the ratio ``reference_q / candidate_q`` is bounded by combining one-sided
 order-statistic bounds of each quantile, each at half the look's error (Bonferroni):
-``lower = baseline_lower / candidate_upper`` and ``upper = baseline_upper / candidate_lower``.
+``lower = reference_lower / candidate_upper`` and ``upper = reference_upper / candidate_lower``.
 PASS when lower >= min_speedup, FAIL when upper < min_speedup, else INCONCLUSIVE; looks at
 doubling sample counts spend the error budget as `verdict.look_alpha` does.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +45,9 @@ from .verdict import NS_PER_MS, Decision, look_alpha
 
 @dataclass(frozen=True)
 class Comparison:
-    baseline_name: str
+    reference_name: str
     candidate_name: str
-    baseline: Samples
+    reference: Samples
     candidate: Samples
     quantile: float
     min_speedup: float
@@ -66,8 +67,28 @@ class Comparison:
     def passed(self) -> bool:
         return self.decision is Decision.PASS
 
+    @property
+    def baseline(self) -> Samples:
+        """Deprecated name of `reference` (the side the candidate is measured against)."""
+        warnings.warn(
+            "Comparison.baseline is deprecated; use Comparison.reference", DeprecationWarning, 2
+        )
+        return self.reference
+
+    @property
+    def baseline_name(self) -> str:
+        """Deprecated name of `reference_name`."""
+        warnings.warn(
+            "Comparison.baseline_name is deprecated; use Comparison.reference_name",
+            DeprecationWarning,
+            2,
+        )
+        return self.reference_name
+
     def quantile_ms(self, which: str) -> float:
-        s = self.baseline if which == "baseline" else self.candidate
+        """The `quantile` of one side: ``"reference"`` (or the deprecated ``"baseline"``) or
+        ``"candidate"``."""
+        s = self.reference if which in ("reference", "baseline") else self.candidate
         return quantile(s.sorted_ns(), self.quantile) / NS_PER_MS
 
     def summary(self) -> str:
@@ -81,23 +102,25 @@ class Comparison:
         hi = "-" if self.upper is None else f"{self.upper:.2f}x"
         head = {
             Decision.PASS: f"PASS: {self.candidate_name} is at least {self.min_speedup:g}x "
-            f"faster than {self.baseline_name} at {label} with {pct} confidence",
+            f"faster than {self.reference_name} at {label} with {pct} confidence",
             Decision.FAIL: f"FAIL: {self.candidate_name} is less than {self.min_speedup:g}x "
-            f"faster than {self.baseline_name} at {label} with {pct} confidence",
+            f"faster than {self.reference_name} at {label} with {pct} confidence",
             Decision.INCONCLUSIVE: f"INCONCLUSIVE: cannot tell whether {self.candidate_name} "
             f"is {self.min_speedup:g}x faster at {label}",
         }[self.decision]
         return (
             f"{head} (speed-up {self.ratio:.2f}x, bounds [{lo}, {hi}]; {label} "
-            f"{self.quantile_ms('baseline'):.3f} ms vs {self.quantile_ms('candidate'):.3f} ms; "
-            f"n={self.baseline.n}+{self.candidate.n} in {self.rounds} rounds of "
+            f"{self.quantile_ms('reference'):.3f} ms vs {self.quantile_ms('candidate'):.3f} ms; "
+            f"n={self.reference.n}+{self.candidate.n} in {self.rounds} rounds of "
             f"{self.block}-call blocks)"
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "comparison",
-            "baseline": self.baseline_name,
+            # The JSON keeps the field names of schema pytest-latency/1: "baseline" is the
+            # reference side.
+            "baseline": self.reference_name,
             "candidate": self.candidate_name,
             "quantile": self.quantile,
             "min_speedup": self.min_speedup,
@@ -111,10 +134,10 @@ class Comparison:
             "looks": self.looks,
             "block": self.block,
             "rounds": self.rounds,
-            "baseline_q_ms": self.quantile_ms("baseline") if self.baseline.n else None,
+            "baseline_q_ms": self.quantile_ms("reference") if self.reference.n else None,
             "candidate_q_ms": self.quantile_ms("candidate") if self.candidate.n else None,
-            "n": [self.baseline.n, self.candidate.n],
-            "errors": [self.baseline.errors, self.candidate.errors],
+            "n": [self.reference.n, self.candidate.n],
+            "errors": [self.reference.errors, self.candidate.errors],
             "max_error_rate": self.max_error_rate,
             "problems": list(self.problems),
         }
@@ -140,7 +163,7 @@ def _decide(
         add = [CENSORED_UPPER_NS] * len(extra) if upper else extra
         return np.sort(np.concatenate([a, np.asarray(add, dtype=np.int64)]))
 
-    # lower ratio = baseline's lower bound / candidate's upper bound: censored baseline
+    # lower ratio = reference's lower bound / candidate's upper bound: censored reference
     # requests at their waited time (they may be longer: conservative), censored candidate
     # ones at +inf. The upper ratio the other way round.
     b_lo, _ = quantile_bounds(with_censored(base, censored[0], False), q, alpha / 2)
@@ -162,7 +185,7 @@ def _decide(
 
 
 def compare(
-    baseline: Callable[..., Any],
+    reference: Callable[..., Any],
     candidate: Callable[..., Any],
     args: tuple[Any, ...] = (),
     kwargs: dict[str, Any] | None = None,
@@ -171,7 +194,7 @@ def compare(
     min_speedup: float = 2.0,
     spec: Spec | None = None,
     block: int = 50,
-    names: tuple[str, str] = ("baseline", "candidate"),
+    names: tuple[str, str] = ("reference", "candidate"),
     clock: Clock = time.perf_counter_ns,
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> Comparison:
@@ -195,11 +218,11 @@ def compare(
     deadline = clock() + int((spec.max_time_s or 30.0) * 1e9)
     kwargs = kwargs or {}
     own_loop = None
-    if loop is None and (is_async_callable(baseline) or is_async_callable(candidate)):
+    if loop is None and (is_async_callable(reference) or is_async_callable(candidate)):
         loop = own_loop = asyncio.new_event_loop()
     try:
         return _compare(
-            baseline,
+            reference,
             candidate,
             args,
             kwargs,
@@ -220,7 +243,7 @@ def compare(
 
 
 def _compare(
-    baseline: Callable[..., Any],
+    reference: Callable[..., Any],
     candidate: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -237,7 +260,7 @@ def _compare(
 ) -> Comparison:
     hard = deadline + grace_ns(spec)
     drivers = []
-    for fn in (baseline, candidate):
+    for fn in (reference, candidate):
         driver = SerialDriver(
             Call(fn, args, kwargs, loop if is_async_callable(fn) else None), clock
         )

@@ -1,9 +1,8 @@
 """Regression checks against a saved run: is a percentile slower than the baseline's?
 
-    >>> change = compare_quantile(old_sorted, new_sorted, 0.99, threshold=0.10, alpha=0.05)
-    ... # doctest: +SKIP
-    >>> change.classification, change.ratio, change.lower, change.upper  # doctest: +SKIP
-    ('regression', 1.31, 1.17, 1.46)
+    change = compare_quantile(old_sorted, new_sorted, 0.99, threshold=0.10, alpha=0.05)
+    change.classification, change.ratio, change.lower, change.upper
+    # ('regression', 1.31, 1.17, 1.46)
 
 The change is the ratio ``r = new_q / old_q`` of the ``q`` quantiles of the two runs. Its
 bounds combine one-sided, distribution-free order-statistic bounds of each quantile
@@ -267,7 +266,7 @@ def compare_result(
 
 
 @dataclass
-class Baseline:
+class SavedRun:
     """A saved run's results, indexed by (nodeid, name) for matching."""
 
     results: Sequence[Mapping[str, Any]]
@@ -283,7 +282,7 @@ class Baseline:
             self._index.setdefault((r.get("nodeid", ""), r.get("name", "")), []).append(r)
 
     @classmethod
-    def from_report(cls, report: Mapping[str, Any]) -> Baseline:
+    def from_report(cls, report: Mapping[str, Any]) -> SavedRun:
         return cls(list(report.get("results") or []), dict(report.get("environment") or {}))
 
     def counterpart(
@@ -338,3 +337,16 @@ def describe_differences(diffs: Sequence[tuple[str, Any, Any]]) -> str:
 
 def _show(value: Any) -> str:
     return "(absent)" if value is None else repr(value)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Baseline":  # the old name, from before "baseline" meant only the service
+        import warnings
+
+        warnings.warn(
+            "pytest_latency.core.regression.Baseline is deprecated; use SavedRun",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SavedRun
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """`Result`: what ``latency(fn)`` returns, and its JSON form (schema ``pytest-latency/1``).
 
->>> result = latency(model.predict, "a fine film")          # inside a test
->>> result.percentile_ms(0.99), result.verdict.decision     # doctest: +SKIP
-(4.21, <Decision.PASS: 'PASS'>)
+Inside a test, ``result = latency(model.predict, "a fine film")``; then
+``result.percentile_ms(0.99), result.verdict.decision`` is, say,
+``(4.21, <Decision.PASS: 'PASS'>)``.
 """
 
 from __future__ import annotations

@@ -72,12 +72,12 @@ def label(result: Row) -> str:
 def match_baseline(results: Sequence[Row], baseline: Row | None) -> list[Row | None]:
     """For each result, the baseline run's result of the same test id and name, else ``None``;
     a test measured twice under one name pairs up in order. The same rule as the regression
-    check's (`core.regression.Baseline`), so what is overlaid is what was compared."""
+    check's (`core.regression.SavedRun`), so what is overlaid is what was compared."""
     if not baseline:
         return [None] * len(results)
-    from ..core.regression import Baseline
+    from ..core.regression import SavedRun
 
-    index = Baseline.from_report(baseline)
+    index = SavedRun.from_report(baseline)
     seen: list[tuple[Any, Any]] = []
     out: list[Row | None] = []
     for r in results:

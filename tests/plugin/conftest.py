@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
-import pytest_latency.fixture
+import pytest_latency.plugin.fixture
 import pytest_latency.report.json_report
 import pytest_latency.report.table  # noqa: F401
 

@@ -41,8 +41,10 @@ def test_slo_on_a_benchmark_test_fails_when_its_rounds_miss_the_target(
         ]
     )
     (record,) = json.loads((pytester.path / "latency.json").read_text())["results"]
-    assert record["source"] == "pytest-benchmark" and record["benchmark_iterations"] == 1
-    assert record["decision"] == "FAIL" and len(record["samples_ns"]) == record["n"] > 0
+    assert record["source"] == "pytest-benchmark"
+    assert record["benchmark_iterations"] == 1
+    assert record["decision"] == "FAIL"
+    assert len(record["samples_ns"]) == record["n"] > 0
     assert min(record["samples_ns"]) >= 2_000_000  # per-call seconds, converted to ns
 
 
@@ -111,7 +113,8 @@ def test_rounds_of_several_calls_are_reported_as_per_round_means(
         ]
     )
     (record,) = json.loads((pytester.path / "latency.json").read_text())["results"]
-    assert record["per_round_means"] is True and record["benchmark_iterations"] == 3
+    assert record["per_round_means"] is True
+    assert record["benchmark_iterations"] == 3
     # pytest-benchmark divides each round by its iterations: a sample is one call's share.
     assert 1_000_000 <= min(record["samples_ns"]) < 3_000_000
 
@@ -236,8 +239,10 @@ def test_benchmark_json_export_loads_in_pytest_benchmark_compare(
         "test_e.py::test_two[0.001]:sort",
     ]
     sleep = by_name["test_e.py::test_two[0.001]:sleep"]
-    assert sleep["name"] == "test_two[0.001]:sleep" and sleep["param"] == "0.001"
-    assert sleep["stats"]["iterations"] == 1 and len(sleep["stats"]["data"]) == 50
+    assert sleep["name"] == "test_two[0.001]:sleep"
+    assert sleep["param"] == "0.001"
+    assert sleep["stats"]["iterations"] == 1
+    assert len(sleep["stats"]["data"]) == 50
     assert 0.001 <= sleep["stats"]["min"] < 0.05  # seconds, as pytest-benchmark stores them
     assert sleep["extra_info"]["latency"]["decision"] == "PASS"
 
@@ -258,4 +263,5 @@ def test_benchmark_json_export_loads_in_pytest_benchmark_compare(
     assert proc.returncode == 0, proc.stderr
     assert "Failed to load" not in proc.stdout + proc.stderr
     assert "benchmark: 4 tests" in proc.stdout
-    assert "test_two[0.001]:sleep" in proc.stdout and "test_bench" in proc.stdout
+    assert "test_two[0.001]:sleep" in proc.stdout
+    assert "test_bench" in proc.stdout

@@ -29,7 +29,7 @@ from pytest_latency.core.result import Result
 from pytest_latency.core.samples import Samples
 from pytest_latency.core.spec import AccuracySpec, Spec
 from pytest_latency.core.verdict import evaluate
-from pytest_latency.gate import AccuracyResult
+from pytest_latency.plugin.gate import AccuracyResult
 from pytest_latency.report import plots
 from pytest_latency.report.html import render_html
 from pytest_latency.report.json_report import build_report, write_report
@@ -89,24 +89,30 @@ def test_page_has_a_plot_the_targets_and_the_verdict_of_every_measurement() -> N
         "latency plots of test_m.py::test_slow",
     }
     fast, slow = section(html, "test_m.py::test_fast"), section(html, "test_m.py::test_slow")
-    assert '<span class="badge PASS">PASS</span>' in fast and "&le; 5.00 ms" in fast
+    assert '<span class="badge PASS">PASS</span>' in fast
+    assert "&le; 5.00 ms" in fast
     assert "&le; 10.00 ms" in fast
-    assert '<span class="badge FAIL">FAIL</span>' in slow and "&le; 2.50 ms" in slow
+    assert '<span class="badge FAIL">FAIL</span>' in slow
+    assert "&le; 2.50 ms" in slow
     assert "FAIL: p99 is over 2.5 ms with 95% confidence" in slow
-    assert "1 PASS" in html and "1 FAIL" in html
-    assert "cpu_model" in html and "seed=1" in html  # environment and settings
+    assert "1 PASS" in html
+    assert "1 FAIL" in html
+    assert "cpu_model" in html
+    assert "seed=1" in html
 
 
 def test_page_is_self_contained_with_real_png_plots() -> None:
     html = render_html(report(FAST))
 
-    assert "<script" not in html and not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<script" not in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
     png = images(html)["latency plots of test_m.py::test_fast"]
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     from matplotlib.image import imread
 
     pixels = imread(io.BytesIO(png))
-    assert pixels.shape[1] == 13 * plots.DPI and pixels.shape[0] > 300
+    assert pixels.shape[1] == 13 * plots.DPI
+    assert pixels.shape[0] > 300
     assert pixels[..., :3].std() > 0.1  # not a blank canvas
 
 
@@ -143,13 +149,15 @@ def test_baseline_run_is_overlaid_and_its_percentiles_compared() -> None:
     fig = plots.measurement_figure(FAST, BEFORE_FAST)
     for ax in fig.axes[:2]:  # histogram and tail
         labels = [h.get_label() for h in ax.get_legend_handles_labels()[0]]
-        assert "baseline" in labels and "this run" in labels
+        assert "baseline" in labels
+        assert "this run" in labels
 
     html = render_html(report(FAST, SLOW), report(BEFORE_FAST), baseline_name="before.json")
     assert "baseline: before.json (1 of 2 measurement(s) matched by test id and name)" in html
     fast = section(html, "test_m.py::test_fast")
     change = (FAST["percentiles_ms"]["p50"] / BEFORE_FAST["percentiles_ms"]["p50"]) - 1
-    assert "baseline ms" in fast and f"{change:+.1%}" in fast
+    assert "baseline ms" in fast
+    assert f"{change:+.1%}" in fast
     assert "no measurement with this test id" in section(html, "test_m.py::test_slow")
     assert '<span class="PASS">improvement</span>' in fast  # ~1.15 ms against ~2.3 ms
     assert "ratio [bounds]" in fast
@@ -165,13 +173,15 @@ def test_measurement_without_successful_samples_shows_its_first_error_instead_of
     broken = Result("fn", spec, samples, evaluate(samples, spec), nodeid="t::broken").to_dict()
     html = render_html(report(broken))
     assert not images(html)
-    assert "no successful samples: nothing to plot" in html and "ValueError: boom" in html
+    assert "no successful samples: nothing to plot" in html
+    assert "ValueError: boom" in html
 
 
 def test_accuracy_gates_have_their_own_section_with_intervals_and_a_plot() -> None:
     html = render_html(report(FAST, accuracy=(gate("test_a.py::test_int8", wrong=2),)))
     accuracy = html[html.index("<h2>Accuracy gates</h2>") : html.index("<h2>Environment")]
-    assert "test_a.py::test_int8" in accuracy and "0.50% [" in accuracy  # drop and bounds
+    assert "test_a.py::test_int8" in accuracy
+    assert "0.50% [" in accuracy
     assert "2.00%" in accuracy  # max drop
     assert "accuracy gates" in images(html)
 
@@ -204,7 +214,8 @@ def test_option_writes_the_report_and_says_where(pytester: pytest.Pytester) -> N
         "latency plots of test_two.py::test_fast",
         "latency plots of test_two.py::test_impossible",
     }
-    assert "&le; 50.00 ms" in html and "&le; 0.0001 ms" in html
+    assert "&le; 50.00 ms" in html
+    assert "&le; 0.0001 ms" in html
     assert "test failed; " in section(html, "test_two.py::test_impossible")
     assert not list(pytester.path.glob("out/.*.tmp"))
 
@@ -281,7 +292,8 @@ def test_plot_draws_one_row_per_measurement_in_the_format_of_the_extension(
     assert f"a.svg: 2 measurement(s), 1 overlaid on {before}" in out
     assert main(["plot", str(after), "-o", str(tmp_path / "a.pdf")]) == 0
     pdf = (tmp_path / "a.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", pdf)) == 2
+    assert pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 2
 
 
 def test_plot_to_html_renders_the_report_with_the_baseline(
@@ -392,7 +404,8 @@ def test_report_renders_in_headless_chromium_with_its_plots(tmp_path: Path) -> N
         timeout=120,
         env={**os.environ, **home},
     )
-    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert shot.exists(), proc.stderr[-2000:]
     from matplotlib.image import imread
 
     pixels = imread(str(shot))[..., :3]

@@ -92,7 +92,8 @@ def test_a_worker_thread_stuck_forever_does_not_keep_pytest_alive(
     finally:
         proc.kill()
     assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out
-    assert "did not return" in out and "1 failed" in out
+    assert "did not return" in out
+    assert "1 failed" in out
 
 
 def test_a_hung_call_fails_the_test_with_the_call_and_the_time_it_ran(
@@ -127,7 +128,7 @@ def test_a_hung_call_fails_the_test_with_the_call_and_the_time_it_ran(
 
 
 @pytest.mark.parametrize(
-    "body,returned",
+    ("body", "returned"),
     [
         ("async def get():\n    return 1\nfn = lambda: get()", "returned a coroutine"),
         ("def gen():\n    yield 1\nfn = gen", "returned a generator"),
@@ -179,8 +180,34 @@ def test_compare_awaits_async_callables_and_finds_the_real_speedup(
 
         @pytest.mark.slo(p99_ms=1000, warmup=5, max_time_s=30)
         def test_it(latency):
-            c = latency.compare(slow, fast, min_speedup=2, block=20)
-            assert c.baseline.n >= 100 and c.quantile_ms("baseline") >= 4
+            c = latency.speedup(fast, slow, min_speedup=2, block=20)
+            assert c.reference.n >= 100
+            assert c.quantile_ms("reference") >= 4
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_the_deprecated_compare_keeps_its_order_and_names_its_replacement(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        def slow():
+            time.sleep(0.002)
+
+        def fast():
+            pass
+
+        @pytest.mark.slo(p99_ms=1000, warmup=0, max_time_s=30)
+        def test_it(latency):
+            with pytest.deprecated_call(match=r"latency.speedup\\(candidate, reference"):
+                c = latency.compare(slow, fast, min_speedup=2, block=20, names=("s", "f"))
+            assert (c.reference_name, c.candidate_name) == ("s", "f")
+            assert c.passed
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
@@ -205,7 +232,7 @@ def test_compare_fails_a_candidate_that_raises_on_some_inputs(
 
         @pytest.mark.slo(p99_ms=1000, warmup=0, max_time_s=30)
         def test_it(latency):
-            latency.compare(slow, fast_but_broken, min_speedup=2, block=20)
+            latency.speedup(fast_but_broken, slow, min_speedup=2, block=20)
         """
     )
     result = pytester.runpytest()
@@ -315,7 +342,7 @@ def test_it(latency):
 
 
 @pytest.mark.parametrize(
-    "call,outcome",
+    ("call", "outcome"),
     [
         ("lambda: time.sleep(0.003)", "xfailed"),  # really too slow: the expected failure
         ("lambda: 1 / 0", "failed"),  # every call raises: a broken client, not "too slow"

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_latency.core.runner import Progress, measure
 from pytest_latency.core.spec import Spec
-from pytest_latency.progress import LiveProgress, format_progress
+from pytest_latency.plugin.progress import LiveProgress, format_progress
 
 # Three or more timed blocks (about 200 ms each): the runner reports between them.
 SLOW = """
@@ -65,7 +65,8 @@ def test_progress_line_is_shown_on_a_terminal_and_erased_before_the_result(
     out = run_on_a_terminal(pytester)
     assert "\r" + PROGRESS_TEXT in out, out
     shown = out[out.index(PROGRESS_TEXT) :]
-    assert "to look 1" in shown and "s left" in shown
+    assert "to look 1" in shown
+    assert "s left" in shown
     # Erased with blanks, then pytest's own line is written back and continues.
     erased = shown.index("\r" + " " * 50)
     assert "test_p.py " in shown[erased:].split("\n", 1)[0]
@@ -154,8 +155,10 @@ def test_runner_reports_between_timed_blocks_with_gc_back_on_and_ends_with_done(
     # GC is off inside timed blocks: seeing it on proves no report came from inside one.
     assert all(enabled for _, enabled in reports)
     assert [p.done for p, _ in reports] == [False] * (len(reports) - 1) + [True]
-    assert reports[0][0].verdict is None and reports[0][0].next_look == 450
-    assert reports[-1][0].verdict is not None and reports[-1][0].look >= 1
+    assert reports[0][0].verdict is None
+    assert reports[0][0].next_look == 450
+    assert reports[-1][0].verdict is not None
+    assert reports[-1][0].look >= 1
     ns = [p.n for p, _ in reports]
     assert ns == sorted(ns)
 
@@ -187,7 +190,8 @@ def test_live_line_throttles_block_updates_but_shows_each_new_look_at_once() -> 
         line(Progress(100 + i, 0, None, now[0], 10.0, 348))
     assert reporter._tw.out.count("\r") == 1
     line(Progress(348, 1, verdict, 0.1, 9.9, 696))  # a new look: written at once
-    assert reporter._tw.out.count("\r") == 2 and "look 1" in reporter._tw.out
+    assert reporter._tw.out.count("\r") == 2
+    assert "look 1" in reporter._tw.out
     line(Progress(696, 2, verdict, 0.2, 9.8, 1392, done=True))
     # Erased, and pytest's own text for the line (and its width count) put back.
     assert reporter._tw.out.endswith("\rtest_p.py ..")
@@ -201,7 +205,8 @@ def test_progress_text_names_the_binding_target_with_bounds_and_the_time_left() 
     binding = verdict.binding
     assert binding is not None
     assert text.startswith(f"latency t.py::test | n=1,392 look 2 | {binding.metric} ")
-    assert " ms [" in text and f"vs {binding.target:g} ms" in text
+    assert " ms [" in text
+    assert f"vs {binding.target:g} ms" in text
     assert text.endswith("PASS so far | 3.1 s, <= 26.9 s left")
     narrow = format_progress("tests/deep/dir/t.py::test_x", Progress(1, 0, None, 0, 1), 50)
     assert narrow == "latency test_x | n=1 | 0.0 s, <= 1.0 s left"

@@ -63,7 +63,8 @@ def test_quiet_summary_lists_only_measurements_that_did_not_pass(
     section = latency_section(result)
     assert section[0].strip("= ") == "latency: 2 measurement(s)"
     rows = [ln for ln in section if ln.startswith("test_two.py::")]
-    assert len(rows) == 1 and rows[0].startswith("test_two.py::test_slow"), section
+    assert len(rows) == 1, section
+    assert rows[0].startswith("test_two.py::test_slow"), section
     assert not any(ln.startswith("legend:") for ln in section)
 
 
@@ -148,24 +149,30 @@ def test_json_report_holds_settings_environment_and_every_result(
     report = json.loads((pytester.path / "out" / "latency.json").read_text())
 
     assert report["schema"] == "pytest-latency/1"
-    assert report["settings"]["seed"] == 7 and report["settings"]["inconclusive"] == "fail"
+    assert report["settings"]["seed"] == 7
+    assert report["settings"]["inconclusive"] == "fail"
     env = report["environment"]
-    assert env["cpu_model"] and env["cpu_count"] >= 1
+    assert env["cpu_model"]
+    assert env["cpu_count"] >= 1
     assert env["python"].count(".") == 2
-    assert "pytest" in env["packages"] and "numpy" in env["packages"]
+    assert "pytest" in env["packages"]
+    assert "numpy" in env["packages"]
 
     by_test = {r["nodeid"]: r for r in report["results"]}
     assert set(by_test) == {"test_two.py::test_fast", "test_two.py::test_slow"}
     fast, slow = by_test["test_two.py::test_fast"], by_test["test_two.py::test_slow"]
     assert (fast["decision"], fast["outcome"]) == ("PASS", "passed")
     assert (slow["decision"], slow["outcome"]) == ("FAIL", "failed")
-    assert fast["spec"]["p50_ms"] == 50 and fast["spec"]["warmup"] == 5
+    assert fast["spec"]["p50_ms"] == 50
+    assert fast["spec"]["warmup"] == 5
     assert fast["spec"]["confidence"] == 0.95  # resolved from the session default
     for r in (fast, slow):
         (target,) = r["targets"]
-        assert target["metric"] == "p50" and target["decision"] == r["decision"]
+        assert target["metric"] == "p50"
+        assert target["decision"] == r["decision"]
         assert {"target", "observed", "lower", "upper", "n", "margin", "unit"} <= set(target)
-        assert target["lower"] is not None and target["upper"] is not None
+        assert target["lower"] is not None
+        assert target["upper"] is not None
         assert r["percentiles_ms"]["p50"] <= r["percentiles_ms"]["p99"]
         assert len(r["samples_ns"]) == r["n"] > 0
         assert all(type(x) is int and x > 0 for x in r["samples_ns"])

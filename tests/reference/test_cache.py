@@ -25,9 +25,14 @@ def test_a_completed_artefact_appears_under_its_final_name_with_meta(tmp_path: P
 
 def test_an_interrupted_step_leaves_neither_artefact_nor_temp_dir(tmp_path: Path) -> None:
     cache = ArtefactCache(tmp_path)
-    with pytest.raises(KeyboardInterrupt), cache.create("step", "abc") as tmp:
-        (tmp / "model.bin").write_bytes(b"half")
-        raise KeyboardInterrupt
+
+    def interrupted_step() -> None:
+        with cache.create("step", "abc") as tmp:
+            (tmp / "model.bin").write_bytes(b"half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_step()
     assert cache.get("step", "abc") is None
     assert list(tmp_path.iterdir()) == []
 

@@ -41,7 +41,8 @@ def test_a_miss_runs_the_model_in_the_front_and_the_repeat_is_a_hit(
             time.sleep(0.02)
         metrics = client.get("/metrics").json()
     body = first.json()
-    assert body["model"] == "ort-int8-dynamic@colocated" and body["cached"] == [False]
+    assert body["model"] == "ort-int8-dynamic@colocated"
+    assert body["cached"] == [False]
     assert body["labels"] == int8.predict([text]).labels.tolist()  # the same INT8 model
     assert set(parse_server_timing(first.headers["server-timing"])) == {
         "cache",
@@ -49,9 +50,11 @@ def test_a_miss_runs_the_model_in_the_front_and_the_repeat_is_a_hit(
         "inference",
         "postprocess",
     }
-    assert second.json()["cached"] == [True] and second.json()["labels"] == body["labels"]
+    assert second.json()["cached"] == [True]
+    assert second.json()["labels"] == body["labels"]
     assert "inference" not in parse_server_timing(second.headers["server-timing"])
-    assert metrics["cache_hits"] >= 1 and metrics["cache_misses"] >= 1
+    assert metrics["cache_hits"] >= 1
+    assert metrics["cache_misses"] >= 1
     assert metrics["settings"] == {
         "intra_op_threads": 1,
         "allow_spinning": True,
@@ -67,8 +70,10 @@ def test_batches_and_bad_input(colocated: SentimentService) -> None:
         ok = client.post("/predict", json={"texts": ["A triumph.", "A tedious, lifeless chore."]})
         bad = client.post("/predict", json={"texts": ["   "]})
         still = client.post("/predict", json={"texts": ["Fine."]})
-    assert ok.status_code == 200 and ok.json()["labels"] == [1, 0]
-    assert bad.status_code == 422 and "texts[0]" in bad.text
+    assert ok.status_code == 200
+    assert ok.json()["labels"] == [1, 0]
+    assert bad.status_code == 422
+    assert "texts[0]" in bad.text
     assert still.status_code == 200
 
 
@@ -115,8 +120,10 @@ def test_gc_pauses_are_timed_per_generation() -> None:
     finally:
         pauses.uninstall()
     snap = pauses.snapshot()
-    assert snap["collections"][2] >= 1 and snap["collections"][0] >= 1
-    assert snap["max_ms"][2] > 0 and snap["total_ms"][2] >= snap["max_ms"][2]
+    assert snap["collections"][2] >= 1
+    assert snap["collections"][0] >= 1
+    assert snap["max_ms"][2] > 0
+    assert snap["total_ms"][2] >= snap["max_ms"][2]
     assert snap["recent"][-1]["generation"] in (0, 2)
     gc.collect()
     assert pauses.snapshot()["collections"] == snap["collections"]  # uninstalled: not counted

@@ -155,7 +155,9 @@ def test_stopping_the_server_leaves_no_process_and_no_temp_dir() -> None:
     require_redis_server()
     with RedisServer() as server:
         pid, tmpdir, port = server.pid, server.tmpdir, server.port
-        assert pid is not None and tmpdir.is_dir() and port_open(port)()
+        assert pid is not None
+        assert tmpdir.is_dir()
+        assert port_open(port)()
     assert not port_open(port)()
     assert not tmpdir.exists()
     with pytest.raises(ProcessLookupError):

@@ -28,13 +28,15 @@ def test_predict_answers_labels_scores_and_server_timing(baseline: SentimentServ
     body = r.json()
     assert body["model"] == "torch-fp32"
     assert body["labels"] == [1, 0]
-    assert all(0 <= s <= 1 for s in body["scores"]) and body["cached"] == [False, False]
+    assert all(0 <= s <= 1 for s in body["scores"])
+    assert body["cached"] == [False, False]
     stages = parse_server_timing(r.headers["server-timing"])
-    assert set(stages) == {"inference", "postprocess"} and stages["inference"] > 0
+    assert set(stages) == {"inference", "postprocess"}
+    assert stages["inference"] > 0
 
 
 @pytest.mark.parametrize(
-    "payload,needle",
+    ("payload", "needle"),
     [
         ({"texts": []}, "texts"),
         ({"texts": ["x"] * 33}, "texts"),
@@ -67,6 +69,7 @@ def test_stopping_the_service_leaves_no_process_or_temp_dir(artifacts: object) -
     service = SentimentService("baseline").start()
     pid, tmp = service.pid, Path(service.tmpdir)
     service.stop()
-    assert pid is not None and not Path(f"/proc/{pid}").exists()
+    assert pid is not None
+    assert not Path(f"/proc/{pid}").exists()
     assert not tmp.exists()
     assert not os.path.exists(service.log_path)

@@ -15,7 +15,7 @@ from pytest_latency.core.spec import AccuracySpec, SpecError
 from pytest_latency.core.verdict import Decision
 
 
-@pytest.mark.parametrize("k,n", [(0, 10), (3, 20), (1700, 2000), (2000, 2000), (50, 51)])
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 20), (1700, 2000), (2000, 2000), (50, 51)])
 def test_clopper_pearson_matches_the_beta_quantiles(k: int, n: int) -> None:
     lo, hi = clopper_pearson(k, n, 0.025)
     assert lo == pytest.approx(0.0 if k == 0 else stats.beta.ppf(0.025, k, n - k + 1), abs=1e-9)
@@ -23,7 +23,7 @@ def test_clopper_pearson_matches_the_beta_quantiles(k: int, n: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "probs,drop",
+    ("probs", "drop"),
     [
         ((0.82, 0.02, 0.01, 0.15), 0.01),  # typical INT8 vs FP32: few discordant pairs
         ((0.70, 0.06, 0.04, 0.20), 0.02),
@@ -39,7 +39,8 @@ def test_paired_drop_bounds_cover_the_true_drop_at_the_stated_level(
         lo, hi = paired_difference_bounds(int(a), int(b), int(c), int(d), 0.05)
         upper_ok += hi >= drop - 1e-12
         lower_ok += lo <= drop + 1e-12
-    assert upper_ok / sims >= 0.93 and lower_ok / sims >= 0.93
+    assert upper_ok / sims >= 0.93
+    assert lower_ok / sims >= 0.93
 
 
 def test_pairing_makes_the_drop_bounds_narrower_than_treating_the_samples_as_independent() -> None:
@@ -72,7 +73,7 @@ def test_mismatched_lengths_are_refused_with_the_counts() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs,message",
+    ("kwargs", "message"),
     [
         ({"max_drop": 2}, "max_drop=2 is not valid"),
         ({"max_drop": -0.1}, "max_drop=-0.1 is not valid"),

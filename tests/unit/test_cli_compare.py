@@ -56,7 +56,8 @@ def test_compare_exits_1_on_a_regression_and_prints_the_table(
         ("test_m.py::test_b", "p99", "improvement"),
         ("test_m.py::test_new", "-", "new"),
     ]
-    assert rows[0][4].endswith("x") and rows[0][5].startswith("[")
+    assert rows[0][4].endswith("x")
+    assert rows[0][5].startswith("[")
 
 
 def test_compare_exits_0_without_a_regression_and_warns_of_a_differing_environment(

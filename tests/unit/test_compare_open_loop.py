@@ -35,7 +35,9 @@ def test_sides_take_turns_on_schedules_at_the_offered_rate() -> None:
     fast = _recorder("fast", 0.0005, log)
     spec = Spec(p99_ms=1e3, rate_rps=100, warmup=0, max_time_s=30, min_samples=300)
     c = compare(slow, fast, min_speedup=2, block=60, spec=spec)  # type: ignore[arg-type]
-    assert c.decision is Decision.PASS and c.lower is not None and c.lower >= 2, c.summary()
+    assert c.decision is Decision.PASS, c.summary()
+    assert c.lower is not None, c.summary()
+    assert c.lower >= 2, c.summary()
     timed = sorted(log[2:], key=lambda r: r[1])  # after the two cold calls
     # Turns: no call of one side starts before every earlier call of the other has ended.
     ended = {"slow": 0, "fast": 0}
@@ -69,8 +71,9 @@ def test_unfinished_candidate_requests_cannot_make_a_pass(monkeypatch: pytest.Mo
     spec = Spec(p99_ms=1e3, rate_rps=200, warmup=0, max_time_s=20, min_samples=300)
     c = compare(slow, stalls, min_speedup=2, block=60, spec=spec)
     assert c.decision is not Decision.PASS, c.summary()
-    assert c.candidate.censored > 0 and c.lower is None
-    assert c.baseline.censored == 0
+    assert c.candidate.censored > 0
+    assert c.lower is None
+    assert c.reference.censored == 0
 
 
 def test_a_plan_without_a_rate_keeps_the_serial_driver() -> None:
@@ -99,5 +102,7 @@ def test_async_sides_run_open_loop_on_the_loop_they_share() -> None:
 
     spec = Spec(p99_ms=1e3, rate_rps=100, warmup=0, max_time_s=20, min_samples=200)
     c = compare(slow, fast, min_speedup=2, block=50, spec=spec)
-    assert c.decision is Decision.PASS and c.rounds >= 4, c.summary()
-    assert c.baseline.censored == 0 and c.candidate.censored == 0
+    assert c.decision is Decision.PASS, c.summary()
+    assert c.rounds >= 4, c.summary()
+    assert c.reference.censored == 0
+    assert c.candidate.censored == 0

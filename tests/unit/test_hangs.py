@@ -49,9 +49,11 @@ def timed_measure(fn: Callable[..., Any], **plan: Any) -> tuple[Any, float]:
 
 def assert_hung(m: Any, elapsed_s: float, name: str, ran_on_s: float = 0.0) -> None:
     assert m.verdict.decision is Decision.FAIL
-    assert m.samples.hung >= 1 and m.samples.stopped_by == "hung"
+    assert m.samples.hung >= 1
+    assert m.samples.stopped_by == "hung"
     summary = m.verdict.summary()
-    assert "did not return" in summary and name in summary, summary
+    assert "did not return" in summary, summary
+    assert name in summary, summary
     assert f"grace of {GRACE_S:g} s" in summary
     # Given up on at max_time_s + grace (from the start), not later; 1.5 s of slack for a
     # busy machine.
@@ -73,7 +75,8 @@ def test_a_cold_start_call_that_never_returns_fails_soon_after_the_budget(
 
     m, elapsed = timed_measure(stuck)
     assert_hung(m, elapsed, "stuck")
-    assert m.samples.cold_start_ns is None and m.samples.n == 0
+    assert m.samples.cold_start_ns is None
+    assert m.samples.n == 0
 
 
 def test_a_closed_loop_worker_thread_that_never_returns_is_abandoned(

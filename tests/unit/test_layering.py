@@ -36,6 +36,6 @@ def test_pytest_help_with_the_plugin_configured_loads_no_numpy() -> None:
         "import sys, pytest, contextlib, io\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    pytest.main(['--help', '-p', 'no:hypothesispytest', '-p', 'no:cacheprovider'])\n"
-        "assert 'pytest_latency.progress' in sys.modules\n"
+        "assert 'pytest_latency.plugin.progress' in sys.modules\n"
         "assert 'numpy' not in sys.modules, 'numpy imported by pytest --help'"
     )

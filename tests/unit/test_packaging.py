@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_version_has_one_source_the_package_itself() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "version" not in project and "version" in project["dynamic"]
+    assert "version" not in project
+    assert "version" in project["dynamic"]
     assert importlib.metadata.version("pytest-latency") == pytest_latency.__version__
 
 

@@ -14,7 +14,7 @@ from pytest_latency.core.regression import (
     NEW,
     NO_CHANGE,
     REGRESSION,
-    Baseline,
+    SavedRun,
     classify,
     compare_result,
     env_differences,
@@ -90,7 +90,8 @@ def test_a_clear_slowdown_is_a_regression_with_ratio_and_bounds() -> None:
     assert change.classification == REGRESSION
     assert [c.metric for c in change.changes] == ["p50", "p99"]
     p50 = change.changes[0]
-    assert p50.lower is not None and p50.upper is not None
+    assert p50.lower is not None
+    assert p50.upper is not None
     assert 1.1 < p50.lower < p50.ratio < p50.upper  # type: ignore[operator]
     assert p50.alpha == pytest.approx(0.025)  # 5 % split over the two percentiles
     assert change.summary().startswith("REGRESSION: p50 is slower than the baseline by more than")
@@ -109,7 +110,8 @@ def test_a_result_without_counterpart_is_new_and_one_without_samples_inconclusiv
     after = _result([1_000_000] * 400)
     assert compare_result(None, after).classification == NEW
     empty = compare_result(_result([]), after)
-    assert empty.classification == INCONCLUSIVE and "no raw samples" in empty.summary()
+    assert empty.classification == INCONCLUSIVE
+    assert "no raw samples" in empty.summary()
 
 
 def test_baseline_pairs_results_by_nodeid_and_name_in_order() -> None:
@@ -119,7 +121,7 @@ def test_baseline_pairs_results_by_nodeid_and_name_in_order() -> None:
         _result([1_000_000] * 500, nodeid="test_x.py::test_gone"),
         {"kind": "accuracy", "nodeid": "test_x.py::test_f", "name": "accuracy"},
     ]
-    baseline = Baseline(saved, {})
+    baseline = SavedRun(saved, {})
     now = [_result([1_000_000] * 500, name="a"), _result([2_000_000] * 500, name="a")]
     now.append(_result([1_000_000] * 500, name="b"))
     changes = baseline.compare(now)
@@ -151,9 +153,11 @@ def test_no_true_change_is_called_a_regression_at_most_alpha_of_the_time() -> No
     # the zero-threshold case, where any noise upwards could look like a slowdown.
     on_the_edge = _wrong_regression_rate(1.10, 0.10, trials=1000, n=1000)
     no_threshold = _wrong_regression_rate(1.0, 0.0, trials=1000, n=1000)
-    assert on_the_edge <= 0.05 and no_threshold <= 0.05
+    assert on_the_edge <= 0.05
+    assert no_threshold <= 0.05
     # Measured (docs/statistics.md): about 0.2 % each; the combined bounds are conservative.
-    assert on_the_edge <= 0.01 and no_threshold <= 0.01
+    assert on_the_edge <= 0.01
+    assert no_threshold <= 0.01
 
 
 def test_a_true_30_percent_slowdown_is_detected_with_1000_samples_a_side() -> None:

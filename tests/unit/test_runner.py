@@ -26,7 +26,8 @@ def test_first_call_is_kept_apart_as_the_cold_start() -> None:
             time.sleep(0.05)
 
     m = measure(fn, spec=_spec(p50_ms=20, warmup=0))
-    assert m.samples.cold_start_ns is not None and m.samples.cold_start_ns >= 50_000_000
+    assert m.samples.cold_start_ns is not None
+    assert m.samples.cold_start_ns >= 50_000_000
     assert int(m.samples.latencies_ns.max()) < 50_000_000
     assert len(calls) == 1 + m.samples.n
 
@@ -34,14 +35,17 @@ def test_first_call_is_kept_apart_as_the_cold_start() -> None:
 def test_warmup_by_count_runs_exactly_that_many_untimed_calls() -> None:
     calls = []
     m = measure(lambda: calls.append(1), spec=_spec(p50_ms=20, warmup=37))
-    assert m.samples.warmup is not None and m.samples.warmup.calls == 37
+    assert m.samples.warmup is not None
+    assert m.samples.warmup.calls == 37
     assert len(calls) == 1 + 37 + m.samples.n
 
 
 def test_auto_warmup_stops_once_window_medians_settle() -> None:
     m = measure(sum, ([1, 2, 3],), spec=_spec(p50_ms=20))
     warm = m.samples.warmup
-    assert warm is not None and warm.mode == "auto" and warm.steady
+    assert warm is not None
+    assert warm.mode == "auto"
+    assert warm.steady
     assert warm.calls < WarmupPolicy().max_calls
 
 
@@ -58,13 +62,15 @@ def test_sampling_stops_at_the_first_look_that_decides() -> None:
     spec = _spec(p99_ms=50)
     m = measure(sum, ([1],), spec=spec)
     assert m.verdict.decision is Decision.PASS
-    assert m.samples.n == first_look_samples(spec) and m.samples.looks == 1
+    assert m.samples.n == first_look_samples(spec)
+    assert m.samples.looks == 1
 
 
 def test_max_samples_ends_an_undecidable_measurement() -> None:
     m = measure(sum, ([1],), spec=_spec(p99_ms=50, max_samples=120))
     assert m.verdict.decision is Decision.INCONCLUSIVE  # 120 samples cannot bound p99
-    assert m.samples.stopped_by == "max_samples" and m.samples.n == 120
+    assert m.samples.stopped_by == "max_samples"
+    assert m.samples.n == 120
 
 
 def test_time_budget_ends_the_measurement() -> None:
@@ -86,7 +92,8 @@ def test_exceptions_are_counted_never_timed_and_the_first_traceback_is_kept() ->
     m = measure(flaky, spec=_spec(p50_ms=20, max_error_rate=0.6, warmup=0))
     assert m.samples.errors > 0
     assert abs(m.samples.errors - m.samples.n) <= 1
-    assert m.samples.first_error is not None and "backend said no" in m.samples.first_error
+    assert m.samples.first_error is not None
+    assert "backend said no" in m.samples.first_error
     assert m.verdict.decision is Decision.PASS
 
 
@@ -96,11 +103,12 @@ def test_a_callable_that_always_raises_fails_fast() -> None:
 
     t0 = time.perf_counter()
     m = measure(broken, spec=_spec(p99_ms=10))
-    assert m.verdict.decision is Decision.FAIL and m.samples.n == 0
+    assert m.verdict.decision is Decision.FAIL
+    assert m.samples.n == 0
     assert time.perf_counter() - t0 < 5
 
 
-@pytest.mark.parametrize("mode,expected", [("off", False), ("on", True)])
+@pytest.mark.parametrize(("mode", "expected"), [("off", False), ("on", True)])
 def test_gc_is_off_inside_timed_blocks_unless_asked_for(mode: str, expected: bool) -> None:
     seen = []
     was = gc.isenabled()
@@ -116,7 +124,8 @@ def test_async_callables_run_on_an_event_loop() -> None:
         await asyncio.sleep(0)
 
     m = measure(op, spec=_spec(p50_ms=20, concurrency=3))
-    assert m.verdict.decision is Decision.PASS and m.samples.load.concurrency == 3
+    assert m.verdict.decision is Decision.PASS
+    assert m.samples.load.concurrency == 3
 
 
 def test_compare_alternates_blocks_and_detects_a_real_speedup() -> None:
@@ -133,10 +142,13 @@ def test_compare_alternates_blocks_and_detects_a_real_speedup() -> None:
         time.sleep(0.0003)
 
     c = compare(slow, fast, min_speedup=2, block=20, spec=Spec(p99_ms=1e3, warmup=0, max_time_s=20))
-    assert c.decision is Decision.PASS and c.lower is not None and c.lower >= 2
+    assert c.decision is Decision.PASS
+    assert c.lower is not None
+    assert c.lower >= 2
     timed = "".join(order[2:])  # after the two cold calls
     runs = [len(r) for r in timed.replace("bc", "b|c").replace("cb", "c|b").split("|")]
-    assert max(runs[1:-1]) <= 40 and min(runs[1:-1]) >= 20  # whole blocks, AB then BA
+    assert max(runs[1:-1]) <= 40
+    assert min(runs[1:-1]) >= 20
 
 
 def test_compare_fails_when_the_candidate_is_not_faster() -> None:
@@ -149,4 +161,6 @@ def test_compare_fails_when_the_candidate_is_not_faster() -> None:
         min_speedup=2,
         spec=Spec(p99_ms=1e3, warmup=0, max_time_s=20),
     )
-    assert c.decision is Decision.FAIL and c.upper is not None and c.upper < 2
+    assert c.decision is Decision.FAIL
+    assert c.upper is not None
+    assert c.upper < 2

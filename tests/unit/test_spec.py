@@ -14,7 +14,7 @@ def test_targets_are_listed_in_quantile_order() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs,message",
+    ("kwargs", "message"),
     [
         ({"p99_ms": 10, "p98_ms": 3}, r"unknown keyword 'p98_ms'; valid: .*p99_ms"),
         ({"p99_ms": -1}, r"p99_ms=-1 is not valid; expected a positive number"),
@@ -59,9 +59,11 @@ def test_an_error_budget_alone_is_a_target() -> None:
 def test_resolution_fills_plan_defaults_but_keeps_what_the_marker_says() -> None:
     spec = Spec(p99_ms=10, warmup=5).resolved({"confidence": 0.9, "max_time_s": 3})
     assert (spec.confidence, spec.warmup, spec.max_time_s, spec.gc) == (0.9, 5, 3, "off")
-    assert spec.concurrency == 1 and spec.arrivals is None
+    assert spec.concurrency == 1
+    assert spec.arrivals is None
     open_loop = Spec(p99_ms=10, rate_rps=50).resolved({})
-    assert open_loop.arrivals == "poisson" and open_loop.concurrency is None
+    assert open_loop.arrivals == "poisson"
+    assert open_loop.concurrency is None
 
 
 def test_overrides_replace_only_the_keywords_they_name() -> None:
@@ -74,7 +76,7 @@ def test_overrides_replace_only_the_keywords_they_name() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs,message",
+    ("kwargs", "message"),
     [
         ({"seed": -1}, r"^seed=-1 is not valid; expected an integer >= 0$"),
         ({"warmup": 10**12}, r"^warmup=1000000000000 is not valid; expected a count from 0 to "),

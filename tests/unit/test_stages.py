@@ -47,7 +47,8 @@ def test_each_budget_stage_is_decided_with_its_own_bounds() -> None:
     rows = {t.metric: t for t in m.verdict.targets}
     assert rows["inference.p99"].decision is Decision.PASS
     assert rows["tokenise.p99"].decision is Decision.FAIL  # a 0.2 ms sleep is over 0.05 ms
-    assert rows["tokenise.p99"].lower is not None and rows["tokenise.p99"].lower > 0.05
+    assert rows["tokenise.p99"].lower is not None
+    assert rows["tokenise.p99"].lower > 0.05
 
 
 def test_a_budget_stage_that_is_never_recorded_fails_with_what_was_recorded() -> None:
@@ -66,7 +67,7 @@ def test_spans_from_worker_threads_all_land_in_the_recorder() -> None:
 
 
 @pytest.mark.parametrize(
-    "budget,message",
+    ("budget", "message"),
     [
         ({}, "budget={} is not valid"),
         ({"inference": -1}, r"budget\['inference'\]=-1 is not valid"),

@@ -22,7 +22,9 @@ from pytest_latency.core.stats import (
 )
 
 
-@pytest.mark.parametrize("n,p", [(1, 0.5), (10, 0.9), (299, 0.99), (5000, 0.999), (20000, 0.5)])
+@pytest.mark.parametrize(
+    ("n", "p"), [(1, 0.5), (10, 0.9), (299, 0.99), (5000, 0.999), (20000, 0.5)]
+)
 def test_binomial_tails_match_scipy(n: int, p: float) -> None:
     ks = np.unique(np.linspace(0, n, 40).astype(int))
     for k in ks:
@@ -67,7 +69,9 @@ def test_min_samples_rejects_impossible_arguments() -> None:
         min_samples_for_quantile(0.99, 0.95, -1)
 
 
-@pytest.mark.parametrize("n,q,alpha", [(300, 0.99, 0.05), (1000, 0.5, 0.025), (50, 0.9, 0.1)])
+@pytest.mark.parametrize(
+    ("n", "q", "alpha"), [(300, 0.99, 0.05), (1000, 0.5, 0.025), (50, 0.9, 0.1)]
+)
 def test_ranks_are_the_tightest_that_keep_the_error_bound(n: int, q: float, alpha: float) -> None:
     u = upper_rank(n, q, alpha)
     assert u is not None
@@ -98,7 +102,9 @@ def test_nearest_rank_is_the_inverted_cdf_definition() -> None:
 def test_samples_to_decide_grows_as_the_estimate_nears_the_target() -> None:
     far = samples_to_decide(1000, 2, 0.99, 0.01)  # 0.2 % over vs 1 % allowed
     near = samples_to_decide(1000, 8, 0.99, 0.01)  # 0.8 % over
-    assert far is not None and near is not None and near > far > 1000
+    assert far is not None
+    assert near is not None
+    assert near > far > 1000
     assert samples_to_decide(1000, 10, 0.99, 0.01) is None  # exactly on the target
 
 

@@ -42,10 +42,12 @@ def test_ranks_are_monotone_in_the_quantile(
     q1, q2 = pair
     u1, u2 = upper_rank(n, q1, alpha), upper_rank(n, q2, alpha)
     if u2 is not None:
-        assert u1 is not None and u1 <= u2
+        assert u1 is not None
+        assert u1 <= u2
     l1, l2 = lower_rank(n, q1, alpha), lower_rank(n, q2, alpha)
     if l1 is not None:
-        assert l2 is not None and l1 <= l2
+        assert l2 is not None
+        assert l1 <= l2
 
 
 @given(st.integers(1, 20000), qs, st.floats(0.5, 0.98), st.floats(0.001, 0.02))
@@ -55,7 +57,8 @@ def test_higher_confidence_never_narrows_the_bounds(
     a_lo, a_hi = 1 - confidence, 1 - min(0.999, confidence + extra)
     u_lo, u_hi = upper_rank(n, q, a_lo), upper_rank(n, q, a_hi)
     if u_hi is not None:
-        assert u_lo is not None and u_lo <= u_hi
+        assert u_lo is not None
+        assert u_lo <= u_hi
     l_lo, l_hi = lower_rank(n, q, a_lo), lower_rank(n, q, a_hi)
     if l_lo is None:
         assert l_hi is None
@@ -94,7 +97,7 @@ def _true_quantile(kind: str, q: float) -> float:
 
 
 @pytest.mark.parametrize("kind", ["normal", "lognormal", "bimodal"])
-@pytest.mark.parametrize("q,n", [(0.5, 200), (0.9, 500), (0.99, 1500)])
+@pytest.mark.parametrize(("q", "n"), [(0.5, 200), (0.9, 500), (0.99, 1500)])
 def test_nominal_95_percent_interval_covers_at_least_93_percent(
     kind: str, q: float, n: int
 ) -> None:

@@ -18,7 +18,7 @@ disables itself) nothing is timed: the test keeps its own outcome and a warning 
 was not checked.
 
 ``--latency-benchmark-json=PATH`` writes this run's latency results in the format of
-``pytest --benchmark-json`` (see `report.benchmark_json`).
+``pytest --benchmark-json`` (see `writers.benchmark_json`).
 """
 
 from __future__ import annotations
@@ -30,57 +30,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .core.spec import Spec, SpecError
-from .settings import output_path
+from ..core.spec import Spec
+from .failures import PytestLatencyWarning
+from .keys import BENCHMARK_FIXTURE, BENCHMARK_PLUGIN, RESULTS_KEY, SETTINGS_KEY, SPEC_KEY
+from .markers import check_benchmark_spec, marker_spec
 
 if TYPE_CHECKING:  # numpy underneath: imported when a benchmark test is decided, not before
-    from .core.result import Result
+    from ..core.result import Result
 
-BENCHMARK_FIXTURE = "benchmark"
 BENCHMARK_SOURCE = "pytest-benchmark"
-
-# Marker keywords a pytest-benchmark run cannot honour, and what to use instead.
-UNSUPPORTED: dict[str, str] = {
-    "rate_rps": "pytest-benchmark calls the function back to back (a closed loop of one); "
-    "use the `latency` fixture for an open loop",
-    "arrivals": "it shapes an open loop, which pytest-benchmark cannot run; use `latency`",
-    "concurrency": "pytest-benchmark calls the function from one thread; use `latency` "
-    "for concurrent workers",
-    "cold_start_ms": "pytest-benchmark does not time the first call apart; use `latency`",
-    "budget": "stage spans are recorded only inside `latency`'s timed blocks",
-    "warmup": "pytest-benchmark warms up on its own: --benchmark-warmup or "
-    "@pytest.mark.benchmark(warmup=True, warmup_iterations=N)",
-    "min_samples": "pytest-benchmark decides the rounds: --benchmark-min-rounds or "
-    "@pytest.mark.benchmark(min_rounds=N)",
-    "max_samples": "pytest-benchmark decides the rounds: --benchmark-max-time",
-    "max_time_s": "pytest-benchmark's time budget is --benchmark-max-time or "
-    "@pytest.mark.benchmark(max_time=S)",
-    "gc": "pytest-benchmark's is --benchmark-disable-gc",
-}
-
-
-def check_spec(spec: Spec) -> None:
-    """Refuse marker keywords that pytest-benchmark's timings cannot honour (`SpecError`)."""
-    for key, why in UNSUPPORTED.items():
-        value = getattr(spec, key)
-        if value is None or (key == "concurrency" and value == 1):
-            continue
-        raise SpecError(
-            f"{key}={value!r} cannot apply to a test that uses pytest-benchmark's `benchmark` "
-            f"fixture: {why}"
-        )
 
 
 def configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(BenchmarkSlo(config), "latency-benchmark-slo")
-    path = output_path(
-        config,
-        "latency_benchmark_json",
-        config.getoption("latency_benchmark_json", None)
-        or (config.getini("latency_benchmark_json") or None),
-    )
-    if path and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(BenchmarkJsonExport(config, path), "latency-benchmark-json")
+    config.pluginmanager.register(BenchmarkSlo(config), BENCHMARK_PLUGIN)
 
 
 def rounds_result(
@@ -88,11 +50,12 @@ def rounds_result(
 ) -> tuple[Result, dict[str, Any]]:
     """Decide `spec` on pytest-benchmark's per-round times (seconds per call); return the
     `Result` and its JSON form, marked with where the samples came from."""
+    # numpy and the core's measurement modules: loaded when a benchmark test is decided.
     import numpy as np
 
-    from .core.result import Result
-    from .core.samples import Samples
-    from .core.verdict import evaluate
+    from ..core.result import Result
+    from ..core.samples import Samples
+    from ..core.verdict import evaluate
 
     latencies = np.asarray([round(s * 1e9) for s in data_s], dtype=np.int64)
     samples = Samples(
@@ -139,8 +102,6 @@ class BenchmarkSlo:
         self.check(item)
 
     def check(self, item: pytest.Item) -> None:
-        from .plugin import RESULTS_KEY, SETTINGS_KEY, SPEC_KEY, marker_spec
-
         funcargs: dict[str, Any] = getattr(item, "funcargs", {})
         if BENCHMARK_FIXTURE not in funcargs or "latency" in funcargs:
             return
@@ -148,14 +109,12 @@ class BenchmarkSlo:
         if spec is None and item.get_closest_marker("slo") is not None:
             spec = marker_spec(item)
             if spec is not None:
-                check_spec(spec)
+                check_benchmark_spec(spec)
         if spec is None:
             return
         fixture = funcargs[BENCHMARK_FIXTURE]
         what = f"{item.nodeid} is marked @pytest.mark.slo"
         if getattr(fixture, "disabled", False):
-            from .fixture import PytestLatencyWarning
-
             warnings.warn(
                 PytestLatencyWarning(
                     f"{what} but pytest-benchmark is disabled (--benchmark-disable, or "
@@ -178,7 +137,7 @@ class BenchmarkSlo:
         if spec.confidence is None:
             spec = spec.merged({"confidence": settings.confidence})
         result, record = rounds_result(data, iterations, spec, item.nodeid)
-
+        # The fixture module formats results with numpy: loaded once a benchmark test ran.
         from .fixture import user_properties
 
         item.user_properties.extend(user_properties(result))
@@ -186,8 +145,9 @@ class BenchmarkSlo:
         self.enforce(result, record, iterations, settings.inconclusive)
 
     def enforce(self, result: Result, record: dict[str, Any], iterations: int, policy: str) -> None:
-        from .core.verdict import Decision
-        from .report.table import failure_message
+        # Verdicts and their tables need numpy: loaded once a benchmark test ran.
+        from ..core.verdict import Decision
+        from ..report.table import failure_message
 
         decision = result.verdict.decision
         if decision is Decision.PASS:
@@ -208,35 +168,4 @@ class BenchmarkSlo:
                 message += "\n\n(--latency-inconclusive=fail; 'warn' or 'pass' relax it)"
             pytest.fail(message, pytrace=False)
         if policy == "warn":
-            from .fixture import PytestLatencyWarning
-
             warnings.warn(PytestLatencyWarning(message), stacklevel=1)
-
-
-class BenchmarkJsonExport:
-    """Controller-side: writes the results the latency reporter gathered, in
-    pytest-benchmark's JSON format, at the end of the session."""
-
-    def __init__(self, config: pytest.Config, path: str) -> None:
-        self.config = config
-        self.path = path
-        self.written = 0
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .report.benchmark_json import build_benchmark_json
-        from .report.json_report import write_report
-
-        reporter = self.config.pluginmanager.get_plugin("latency-reporter")
-        results = list(getattr(reporter, "results", ()))
-        report = build_benchmark_json(results, cwd=self.config.rootpath)
-        self.written = len(report["benchmarks"])
-        write_report(self.path, report)
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.config.getoption("verbose") > -2:
-            terminalreporter.write_line(
-                f"latency results in pytest-benchmark format ({self.written} benchmark(s)) "
-                f"written to {self.path}"
-            )

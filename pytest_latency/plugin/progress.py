@@ -23,40 +23,25 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .settings import _choice, _convert, _get
+from .keys import PROGRESS_PLUGIN, SETTINGS_KEY
 
 if TYPE_CHECKING:  # the runner imports numpy: not at configure time (``pytest --help``)
-    from .core.runner import Progress
+    from ..core.runner import Progress
 
-PROGRESS_MODES = ("auto", "on", "off")
-PROGRESS_KEY = pytest.StashKey[str]()
-PLUGIN_NAME = "latency-progress"
 # Rewrites at most this often: often enough to look alive, rarely enough to cost nothing.
 MIN_INTERVAL_S = 0.25
 
 
 def configure(config: pytest.Config) -> None:
-    """Resolve ``--latency-progress`` / ini ``latency_progress`` (a `pytest.UsageError` for a
-    bad value) and register the hook that erases a live line before a test is reported."""
-    raw = _get(config, "latency_progress")
-    mode = (
-        "auto"
-        if raw is None
-        else _convert(
-            "--latency-progress / ini latency_progress",
-            raw,
-            _choice(PROGRESS_MODES),
-            ", ".join(PROGRESS_MODES),
-        )
-    )
-    config.stash[PROGRESS_KEY] = mode
-    if mode != "off" and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(_Lines(), PLUGIN_NAME)
+    """Register the hook that erases a live line before a test is reported (unless
+    ``--latency-progress=off``, and never on an xdist worker)."""
+    if config.stash[SETTINGS_KEY].progress != "off" and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Lines(), PROGRESS_PLUGIN)
 
 
 def enabled(config: pytest.Config) -> bool:
     """Whether measurements in this process show a live line."""
-    mode = config.stash.get(PROGRESS_KEY, "auto")
+    mode = config.stash[SETTINGS_KEY].progress
     if mode == "off" or hasattr(config, "workerinput"):
         return False
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -71,7 +56,7 @@ def enabled(config: pytest.Config) -> bool:
 
 def live_progress(config: pytest.Config, nodeid: str) -> LiveProgress | None:
     """A `LiveProgress` for the test `nodeid`, or ``None`` when the line is off."""
-    lines = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    lines = config.pluginmanager.get_plugin(PROGRESS_PLUGIN)
     if lines is None or not enabled(config):
         return None
     line = LiveProgress(

@@ -1,4 +1,4 @@
-"""How a test fails on its latency verdict: exception types a strict xfail can name.
+"""How a test fails (or warns) on its verdict: exception types a strict xfail can name.
 
     @pytest.mark.xfail(strict=True, raises=LatencyMissed, reason="FP32 is too slow here")
     @pytest.mark.slo(p99_ms=10)
@@ -17,6 +17,11 @@ from __future__ import annotations
 from typing import NoReturn
 
 import pytest
+
+
+class PytestLatencyWarning(UserWarning):
+    """A verdict that was not enforced: an SLO not decided under
+    ``--latency-inconclusive=warn``, or one that could not be checked at all."""
 
 
 class SloFailure(pytest.fail.Exception):  # type: ignore[misc,name-defined]

@@ -19,18 +19,16 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .core.compare import Comparison
-from .core.drivers import NotTimedError
-from .core.result import Result
-from .core.runner import Progress, is_async_callable, measure
-from .core.spec import Spec, SpecError
-from .core.verdict import Decision, Verdict
-from .report.table import failure_message
-from .settings import Settings
-
-
-class PytestLatencyWarning(UserWarning):
-    """An SLO that was not decided, under ``--latency-inconclusive=warn``."""
+from ..core.compare import Comparison
+from ..core.compare import compare as compare_in_blocks
+from ..core.drivers import NotTimedError
+from ..core.result import Result
+from ..core.runner import Progress, is_async_callable, measure
+from ..core.spec import Spec, SpecError
+from ..core.verdict import Decision, Verdict
+from ..report.table import failure_message
+from .failures import PytestLatencyWarning
+from .keys import Settings
 
 
 class LatencyFixture:
@@ -110,6 +108,29 @@ class LatencyFixture:
         self._enforce(result)
         return result
 
+    def speedup(
+        self,
+        candidate: Callable[..., Any],
+        reference: Callable[..., Any],
+        *args: Any,
+        min_speedup: float = 2.0,
+        quantile: float = 0.99,
+        block: int = 50,
+        names: tuple[str, str] | None = None,
+        slo: Spec | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Comparison:
+        """A relative SLO: `candidate` at least `min_speedup` times faster than `reference`
+        at `quantile`, both measured in this run in alternating blocks of `block` calls. The
+        candidate comes first, as in ``accuracy_gate(candidate, reference, ...)``; `names`
+        labels the two in the same order.
+
+            comparison = latency.speedup(int8.predict, fp32.predict, texts, min_speedup=2)
+        """
+        return self._speedup(
+            candidate, reference, args, kwargs, min_speedup, quantile, block, names, slo
+        )
+
     def compare(
         self,
         baseline: Callable[..., Any],
@@ -122,21 +143,40 @@ class LatencyFixture:
         slo: Spec | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Comparison:
-        """A relative SLO: `candidate` at least `min_speedup` times faster than `baseline` at
-        `quantile`, both measured in this run in alternating blocks of `block` calls.
-
-            comparison = latency.compare(fp32.predict, int8.predict, texts, min_speedup=2)
-        """
-        from .core.compare import compare
-
-        plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
-        loop = self._loop_for(baseline) or self._loop_for(candidate)
-        names = names or (
-            getattr(baseline, "__qualname__", "baseline"),
-            getattr(candidate, "__qualname__", "candidate"),
+        """Deprecated: `speedup` with the sides the other way round (the reference first,
+        then the candidate; `names` in that order too)."""
+        warnings.warn(
+            "latency.compare(baseline, candidate, ...) is deprecated: use "
+            "latency.speedup(candidate, reference, ...), the same check with the candidate "
+            "first, as in accuracy_gate(candidate, reference, ...)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        result = compare(
-            baseline,
+        flipped = (names[1], names[0]) if names else None
+        return self._speedup(
+            candidate, baseline, args, kwargs, min_speedup, quantile, block, flipped, slo
+        )
+
+    def _speedup(
+        self,
+        candidate: Callable[..., Any],
+        reference: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        min_speedup: float,
+        quantile: float,
+        block: int,
+        names: tuple[str, str] | None,
+        slo: Spec | Mapping[str, Any] | None,
+    ) -> Comparison:
+        plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
+        loop = self._loop_for(reference) or self._loop_for(candidate)
+        candidate_name, reference_name = names or (
+            getattr(candidate, "__qualname__", "candidate"),
+            getattr(reference, "__qualname__", "reference"),
+        )
+        result = compare_in_blocks(
+            reference,
             candidate,
             args,
             kwargs,
@@ -144,7 +184,7 @@ class LatencyFixture:
             min_speedup=min_speedup,
             spec=plan,
             block=block,
-            names=names,
+            names=(reference_name, candidate_name),
             loop=loop,
         )
         self.results.append(result)
@@ -153,7 +193,7 @@ class LatencyFixture:
             message = result.summary()
             if result.problems[1:]:
                 message += "\n" + "\n".join(f"also: {p}" for p in result.problems[1:])
-            errors = [s.first_error for s in (result.baseline, result.candidate) if s.first_error]
+            errors = [s.first_error for s in (result.reference, result.candidate) if s.first_error]
             if errors:
                 message += "\n\nfirst error:\n" + errors[0]
             if result.decision is Decision.FAIL:
@@ -161,7 +201,7 @@ class LatencyFixture:
             elif self.settings.inconclusive == "fail":
                 self._fail(message)
             elif self.settings.inconclusive == "warn":
-                warnings.warn(PytestLatencyWarning(message), stacklevel=2)
+                warnings.warn(PytestLatencyWarning(message), stacklevel=3)
         return result
 
     def _enforce(self, result: Result) -> None:

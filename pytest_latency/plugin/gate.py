@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .core.accuracy import evaluate_accuracy
-from .core.spec import AccuracySpec
-from .core.verdict import Decision, Verdict
-from .report.table import failure_message
+from ..core.accuracy import evaluate_accuracy
+from ..core.spec import AccuracySpec
+from ..core.verdict import Decision, Verdict
+from ..report.table import failure_message
 
 
 @dataclass(frozen=True)
