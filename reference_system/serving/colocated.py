@@ -33,6 +33,9 @@ import numpy.typing as npt
 from reference_system.serving.app import Answer, _Counters, _metrics, _Pending, _span
 
 INFERENCE_MODES = ("inline", "thread")
+# Keep-warm runs only this long after the last request: at 20 rps (Poisson) a gap that long
+# has probability e^-20; an idle front stops burning CPU within a second.
+KEEP_WARM_WINDOW_S = 1.0
 
 
 class ColocatedBackend:
@@ -91,7 +94,7 @@ class ColocatedBackend:
             "keep_warm_ms": keep_warm_ms,
         }
         self.keep_warm_ms = keep_warm_ms
-        self._last_run_ns = 0
+        self._last_run_ns = self._last_request_ns = 0
         self._warm_runs = 0
         self._warm_task: asyncio.Task[None] | None = None
         self._connect_cache = connect_cache
@@ -117,15 +120,22 @@ class ColocatedBackend:
         return np.ascontiguousarray(logits, dtype=np.float32)
 
     async def _keep_warm(self) -> None:
-        """Run the model on a fixed review whenever it has been idle for ``keep_warm_ms``.
+        """Run the model on a fixed review whenever it has been idle for ``keep_warm_ms``,
+        for as long as real requests keep coming (one within ``KEEP_WARM_WINDOW_S``).
 
         On this VM an idle gap of 50 ms (what 20 rps looks like to one request) doubles the
         model's time (its weights are evicted from the CPU caches); a run every few ms keeps
-        them resident, at the price of that much CPU while idle (docs/serving.md)."""
+        them resident, at the price of that much CPU while idle (docs/serving.md). Without
+        traffic it stops, so an idle front costs the host nothing."""
         period_ns = int(self.keep_warm_ms * 1e6)
+        window_ns = int(KEEP_WARM_WINDOW_S * 1e9)
         feeds = self.encode(["a warm-up review of a film that keeps the weights cached"])
         while True:
-            idle_ns = time.monotonic_ns() - self._last_run_ns
+            now = time.monotonic_ns()
+            if now - self._last_request_ns > window_ns:
+                await asyncio.sleep(period_ns / 1e9)  # no traffic: stay cold, look again
+                continue
+            idle_ns = now - self._last_run_ns
             if idle_ns >= period_ns:
                 self.run(feeds)
                 self._warm_runs += 1
@@ -150,6 +160,7 @@ class ColocatedBackend:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.run, feeds)
 
     async def predict(self, texts: Sequence[str]) -> tuple[Answer, Callable[[], Any] | None]:
+        self._last_request_ns = time.monotonic_ns()
         p = _Pending(texts)
         if self.cache is not None:
             with _span(p.timings, "cache"):

@@ -280,6 +280,17 @@ class _CacheCore:
             self._open_until = time.monotonic() + self.cooldown_s
             self._probing = False
 
+    def _abandoned(self, exc: BaseException) -> None:
+        """A call ended with something other than a Redis failure (a bug, or a request
+        cancelled mid-call). If it was the half-open probe, the probe is released and the
+        circuit stays open for another cooldown, so a later call probes again: a probe that
+        never reports must not leave the circuit half-open for ever."""
+        with self._lock:
+            if self._probing:
+                self._probing = False
+                self._open_until = time.monotonic() + self.cooldown_s
+                self._last_error = f"probe abandoned: {type(exc).__name__}: {exc}"
+
     def _succeeded(self) -> None:
         with self._lock:
             self._open_until = None
@@ -319,6 +330,9 @@ class PredictionCache(_CacheCore):
             self._failed(exc)
             self._count(misses=len(texts))
             return [None] * len(texts)
+        except BaseException as exc:
+            self._abandoned(exc)
+            raise
         self._succeeded()
         return self._decoded(raw)
 
@@ -338,6 +352,9 @@ class PredictionCache(_CacheCore):
         except self._redis_failures as exc:
             self._failed(exc)
             return
+        except BaseException as exc:
+            self._abandoned(exc)
+            raise
         self._succeeded()
 
 
@@ -364,6 +381,9 @@ class AsyncPredictionCache(_CacheCore):
             self._failed(exc)
             self._count(misses=len(texts))
             return [None] * len(texts)
+        except BaseException as exc:  # e.g. CancelledError: the request went away
+            self._abandoned(exc)
+            raise
         self._succeeded()
         return self._decoded(raw)
 
@@ -382,6 +402,9 @@ class AsyncPredictionCache(_CacheCore):
         except self._redis_failures as exc:
             self._failed(exc)
             return
+        except BaseException as exc:
+            self._abandoned(exc)
+            raise
         self._succeeded()
 
     async def warm(self) -> bool:

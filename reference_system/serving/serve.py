@@ -98,7 +98,11 @@ def _colocated(args: argparse.Namespace, artifacts: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m reference_system.serving.serve")
     parser.add_argument("backend", choices=("baseline", "optimised", "colocated"))
-    parser.add_argument("--port", type=int, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int, help="bind 127.0.0.1 (or --host) on this port")
+    where.add_argument(
+        "--fd", type=int, help="serve on this inherited, already listening TCP socket"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--profile", default="quick", choices=("quick", "full"))
     parser.add_argument("--triton-url", help="host:port of Triton's gRPC endpoint")
@@ -152,16 +156,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     app = create_app(make_backend(args), freeze_heap=not args.no_gc_freeze)
     # uvloop and httptools when installed (requirements/reference.txt pins both): the C event
     # loop and HTTP parser (measured: /healthz 0.97 ms p50 against 1.26 with asyncio + h11).
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
-        port=args.port,
+        port=args.port or 0,
         log_level="warning",
         access_log=False,
         workers=1,
         loop="auto",
         http="auto",
     )
+    server = uvicorn.Server(config)
+    if args.fd is None:
+        server.run()
+    else:
+        import socket
+
+        # socket(fileno=...) reads the socket's real family (uvicorn's own --fd assumes a
+        # unix socket, and then skips TCP_NODELAY on every connection).
+        server.run(sockets=[socket.socket(fileno=args.fd)])
 
 
 if __name__ == "__main__":

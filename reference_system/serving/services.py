@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
-from reference_system.serving.processes import LOOPBACK, ManagedProcess, free_port
+from reference_system.serving.processes import LOOPBACK, ManagedProcess, bound_socket
 
 
 def http_ok(url: str) -> Callable[[], bool]:
@@ -24,8 +24,11 @@ def http_ok(url: str) -> Callable[[], bool]:
 
 
 class SentimentService(ManagedProcess):
-    """``python -m reference_system.serving.serve BACKEND --port P ...`` with readiness on
-    ``/healthz``. Model loading (torch) takes a few seconds, hence the longer timeout."""
+    """``python -m reference_system.serving.serve BACKEND --fd N ...`` with readiness on
+    ``/healthz``. Model loading (torch) takes a few seconds, hence the longer timeout.
+
+    The listening socket is bound here, on a port the OS picks, and handed to uvicorn as an
+    inherited fd: no other process can take the port between choosing and binding it."""
 
     def __init__(
         self,
@@ -35,7 +38,8 @@ class SentimentService(ManagedProcess):
         extra: Sequence[str] = (),
         start_timeout_s: float = 120.0,
     ) -> None:
-        self.port = free_port()
+        self._socket = bound_socket()
+        self.port = int(self._socket.getsockname()[1])
         self.url = f"http://{LOOPBACK}:{self.port}"
         super().__init__(
             f"service-{backend}",
@@ -44,14 +48,17 @@ class SentimentService(ManagedProcess):
                 "-m",
                 "reference_system.serving.serve",
                 backend,
-                "--port",
-                str(self.port),
-                "--host",
-                LOOPBACK,
+                "--fd",
+                str(self._socket.fileno()),
                 "--profile",
                 profile,
                 *extra,
             ],
             ready=http_ok(f"{self.url}/healthz"),
             start_timeout_s=start_timeout_s,
+            pass_fds=(self._socket.fileno(),),
         )
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self._socket.close()  # the child holds its own copy while it runs

@@ -125,6 +125,9 @@ class TritonServer(ServerBase):
             start_timeout_s=start_timeout_s,
             stop_signal=signal.SIGINT,  # Triton's graceful stop: unload models, then exit
             stop_timeout_s=exit_timeout_s + 5.0,
+            # Ready only when these are Triton's own listeners, not another session's.
+            ports=(self.http_port, self.grpc_port),
+            shm_prefix=self.shm_prefix,  # removed on stop, and by the sweep if we are killed
         )
 
     # -- the wheel's layout ---------------------------------------------------------------

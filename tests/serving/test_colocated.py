@@ -88,29 +88,42 @@ def test_a_bad_inference_mode_is_refused_by_name(tmp_path: Path) -> None:
         ColocatedBackend(tmp_path, tmp_path, lambda: None, keep_warm_ms=-1)
 
 
-def test_keep_warm_runs_the_model_only_while_it_is_idle(artifacts: Any, redis_url: str) -> None:
-    """--keep-warm-ms 20: about one run per 20 ms while idle, none while requests keep the
-    model busy more often than that."""
+def test_keep_warm_runs_the_model_only_while_it_is_idle_between_requests(
+    artifacts: Any, redis_url: str
+) -> None:
+    """--keep-warm-ms 20: about one run per 20 ms of idleness while requests keep coming
+    (within a second of the last one), none while requests keep the model busier than that,
+    and none at all once traffic stops."""
     extra = ["--redis-url", redis_url, "--keep-warm-ms", "20"]
     with (
         SentimentService("colocated", profile=artifacts.profile, extra=extra) as service,
         httpx.Client(base_url=service.url, timeout=10) as client,
     ):
-        before = client.get("/metrics").json()["keep_warm_runs"]
-        time.sleep(1.0)
-        idle = client.get("/metrics").json()["keep_warm_runs"] - before
-        busy_from = client.get("/metrics").json()["keep_warm_runs"]
+
+        def runs() -> int:
+            return int(client.get("/metrics").json()["keep_warm_runs"])
+
+        time.sleep(0.5)
+        before_traffic = runs()
         t0 = time.monotonic()
-        for i in range(40):  # a new text every ~5 ms: the model is never idle for 20 ms
+        for i in range(40):  # a new text every few ms: the model is never idle for 20 ms
             r = client.post("/predict", json={"texts": [f"A fine film ({t0}-{i})."]})
             assert r.status_code == 200
             assert r.json()["cached"] == [False]
         busy_s = time.monotonic() - t0
-        busy = client.get("/metrics").json()["keep_warm_runs"] - busy_from
+        after_busy = runs()
+        time.sleep(0.5)  # idle, but within a second of the last request: kept warm
+        after_idle = runs()
+        time.sleep(1.5)  # traffic stopped: the loop goes quiet
+        quiet_from = runs()
+        time.sleep(1.0)
+        quiet = runs() - quiet_from
         settings = client.get("/metrics").json()["settings"]
     assert settings["keep_warm_ms"] == 20.0
-    assert 25 <= idle <= 55, idle  # 1 s / 20 ms = 50, less the sleeps' overshoot
-    assert busy <= 2 + busy_s / 0.02 * 0.25, (busy, busy_s)
+    assert before_traffic == 0  # no traffic yet: never warmed
+    assert after_busy - before_traffic <= 2 + busy_s / 0.02 * 0.25, (after_busy, busy_s)
+    assert 10 <= after_idle - after_busy <= 28, after_idle - after_busy  # 0.5 s / 20 ms = 25
+    assert quiet == 0
 
 
 def test_gc_pauses_are_timed_per_generation() -> None:

@@ -138,7 +138,8 @@ def test_snapshots_and_aof_are_off_and_no_dump_file_appears(
     assert Path(str(admin.config_get("dir")["dir"])).resolve() == server.tmpdir.resolve()
     labels, logits = predict(len(TEXTS))
     pc.PredictionCache(client, "v1").put_many(TEXTS, labels, logits)
-    assert {p.name for p in server.tmpdir.iterdir()} == {"redis.log", "redis.sock"}
+    # The owner's lock (processes.py) and the server's own files; no dump, no AOF.
+    assert {p.name for p in server.tmpdir.iterdir()} == {".owner.lock", "redis.log", "redis.sock"}
 
 
 def test_the_unix_socket_serves_the_same_database(server: RedisServer, client: redis.Redis) -> None:

@@ -125,3 +125,95 @@ def test_warm_opens_a_connection_and_counts_nothing_when_redis_is_gone() -> None
         up, gone, m = asyncio.run(scenario(server))
     assert (up, gone) == (True, False)
     assert (m.errors, m.degraded) == (0, False)  # a failed warm-up opens no circuit
+
+
+def test_a_redis_killed_and_restarted_comes_back_after_the_cooldown() -> None:
+    """SIGKILL, then the same server started again on the same port: the cache fails open
+    while Redis is gone, and after one cooldown the probe finds it and `degraded` clears."""
+    try:
+        find_redis_server()
+    except FileNotFoundError:
+        pytest.skip(f"no redis-server binary; run: {REDIS_INSTALL}")
+
+    async def scenario(server: RedisServer) -> list[tuple[str, pc.CacheMetrics]]:
+        cache = pc.AsyncPredictionCache(pc.connect_async(server.url), "restart-v1", cooldown_s=0.2)
+        seen = []
+        try:
+            await cache.put_many(TEXTS, LABELS, LOGITS)
+            seen.append(("up", cache.metrics))
+            server.process.proc.kill()  # type: ignore[union-attr]
+            server.process.proc.wait()  # type: ignore[union-attr]
+            assert await cache.get_many(TEXTS) == [None] * len(TEXTS)
+            seen.append(("killed", cache.metrics))
+            server.stop()
+            server.start()  # same port: clients keep their URL
+            await cache.get_many(TEXTS)  # within the cooldown: skipped, still degraded
+            seen.append(("restarted, in cooldown", cache.metrics))
+            await asyncio.sleep(0.25)
+            await cache.put_many(TEXTS, LABELS, LOGITS)  # the probe: succeeds, circuit closes
+            assert all(await cache.get_many(TEXTS))
+            seen.append(("after cooldown", cache.metrics))
+        finally:
+            await cache.aclose()
+        return seen
+
+    with RedisServer() as server:
+        port = server.port
+        seen = asyncio.run(scenario(server))
+        assert server.port == port
+    states = {name: m for name, m in seen}
+    assert not states["up"].degraded
+    assert states["killed"].degraded
+    assert states["killed"].errors == 1
+    assert states["restarted, in cooldown"].degraded
+    assert states["restarted, in cooldown"].skipped_while_open >= 1
+    assert not states["after cooldown"].degraded
+    assert states["after cooldown"].hits == len(TEXTS)
+
+
+class _Client:
+    """A seam: a redis.asyncio client whose MGET raises what the test says, then answers."""
+
+    def __init__(self, *raises: BaseException) -> None:
+        self.raises = list(raises)
+
+    async def mget(self, keys: list[str]) -> list[None]:
+        if self.raises:
+            raise self.raises.pop(0)
+        return [None] * len(keys)
+
+    def get_connection_kwargs(self) -> dict[str, object]:
+        return {"decode_responses": False}
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "odd", [asyncio.CancelledError(), RuntimeError("a bug")], ids=["cancelled", "bug"]
+)
+def test_a_probe_ending_in_anything_but_a_redis_error_does_not_stick_half_open(
+    odd: BaseException,
+) -> None:
+    """Before: any other exception during the half-open probe left `_probing` set, so every
+    later call skipped Redis for ever. Now the probe is released and the circuit stays open
+    for one more cooldown; the next probe closes it."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def scenario() -> pc.CacheMetrics:
+        cache = pc.AsyncPredictionCache(
+            _Client(RedisConnectionError("down"), odd), "probe-v1", cooldown_s=0.05
+        )
+        assert await cache.get_many(["a"]) == [None]  # fails open, circuit opens
+        await asyncio.sleep(0.06)
+        with pytest.raises(type(odd)):
+            await cache.get_many(["a"])  # the probe: neither a success nor a Redis error
+        assert cache.metrics.degraded
+        assert "probe abandoned" in cache.metrics.last_error
+        await asyncio.sleep(0.06)
+        assert await cache.get_many(["a"]) == [None]  # the next probe reaches Redis
+        return cache.metrics
+
+    m = asyncio.run(scenario())
+    assert not m.degraded
+    assert m.errors == 1

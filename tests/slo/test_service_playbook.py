@@ -151,12 +151,11 @@ def test_triton_service_p99_at_the_same_load(latency, service_url, client_for):
     latency(client_for(service_url), name="optimised (Triton)")
 
 
-# The playbook's claim on the CPU deployment, as a plain test. 1,000 samples: at the first
-# look's 348 the p99 upper bound is the sample maximum, which one scheduler stall of a shared
-# 2-core VM decides; at 1,000 it is a few samples below the maximum. Measured with 700 on a
-# quiet VM: p99 7.2 ms [6.6, 7.8] and 8.0 ms [7.4, 9.0] (two students); the 6-layer INT8 model
-# in the same front: 10.8-12.4 ms p99 (docs/serving.md, "The co-located front").
-@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=120)
+# The playbook's claim on the CPU deployment, as a plain test. At least 1,000 samples (at 348
+# the p99 upper bound is the sample maximum, which one stall of the host decides), and up to
+# 240 s (4,800) for a p99 near the target to be decided rather than INCONCLUSIVE. Figures,
+# quiet and busy hours: docs/serving.md ("The co-located front", "Keeping the weights warm").
+@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=240)
 def test_colocated_service_meets_a_10ms_p99_at_the_same_load(latency, colocated_url, client_for):
     client = client_for(colocated_url)
     result = latency(client, name="colocated")

@@ -1,0 +1,199 @@
+"""Nothing outlives the test session, however it ends: SIGKILL, SIGTERM, Ctrl-C during a
+readiness wait, a failed start; and no session talks to another's servers (ports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference_system.serving.leaks import group_members
+from reference_system.serving.processes import (
+    SHM_DIR,
+    ManagedProcess,
+    ServerStartError,
+    listened_by,
+    sweep_stale,
+)
+from reference_system.serving.redis_server import RedisServer, find_redis_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD_TEST = """
+import json, os, time
+from pathlib import Path
+from reference_system.serving.redis_server import RedisServer
+from reference_system.serving.services import SentimentService
+from reference_system.serving.triton_server import TritonServer
+
+def test_servers_then_wait():
+    servers = [RedisServer().start(), SentimentService("colocated", profile={profile!r}).start()]
+    shm = None
+    if {repo!r}:
+        triton = TritonServer(Path({repo!r})).start()
+        servers.append(triton)
+        shm = triton.shm_prefix
+    info = {{"pids": [s.pid for s in servers], "tmpdirs": [str(s.tmpdir) for s in servers],
+             "shm": shm}}
+    Path({out!r}).write_text(json.dumps(info))
+    time.sleep(300)
+"""
+
+
+def _start_child(tmp_path: Path, artifacts: Any, with_triton: bool) -> tuple[Any, dict[str, Any]]:
+    repo = ""
+    if with_triton:
+        from reference_system.serving.triton_repo import write_model_repository
+
+        repo = str(write_model_repository(tmp_path / "repo", artifacts.onnx_int8_dynamic))
+    out = tmp_path / "servers.json"
+    test = tmp_path / "test_child.py"
+    test.write_text(
+        textwrap.dedent(CHILD_TEST).format(profile=artifacts.profile, repo=repo, out=str(out))
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while not out.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            pytest.fail(f"the child pytest did not start its servers (status {child.poll()})")
+        time.sleep(0.2)
+    return child, json.loads(out.read_text())
+
+
+def _members(pids: list[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for pid in pids:
+        found.update(group_members(pid))  # each server leads its own process group
+    return found
+
+
+def _gone_within(pids: list[int], seconds: float) -> dict[int, str]:
+    deadline = time.monotonic() + seconds
+    while (left := _members(pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _triton_available() -> bool:
+    try:
+        from reference_system.serving.triton_server import find_tritonserver
+
+        find_tritonserver()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_killed_session_leaves_no_server_temp_dir_or_shared_memory(
+    tmp_path: Path, artifacts: Any, how: str
+) -> None:
+    """Redis, the co-located front and (where its wheel is installed) Triton with its
+    Python-backend stub, started by a child pytest that is then killed."""
+    child, info = _start_child(tmp_path, artifacts, with_triton=_triton_available())
+    try:
+        running = _members(info["pids"])
+        assert len(running) >= len(info["pids"]), running  # seen alive: a survivor would show
+        if info["shm"]:
+            assert any(n.startswith(info["shm"]) for n in os.listdir(SHM_DIR))
+        os.kill(child.pid, getattr(signal, how))
+        child.wait(timeout=30)
+        left = _gone_within(info["pids"], 10.0)
+        assert left == {}, f"still running 10 s after the {how}: {left}"
+    finally:
+        if child.poll() is None:
+            child.kill()
+    if how == "SIGTERM":  # the parent cleaned up itself
+        assert not any(Path(d).exists() for d in info["tmpdirs"])
+    else:  # nothing could run in the parent: the next session's sweep removes the rest
+        swept = set(sweep_stale())
+        assert {Path(d) for d in info["tmpdirs"]} <= swept
+    if info["shm"]:
+        assert not [n for n in os.listdir(SHM_DIR) if n.startswith(info["shm"])]
+
+
+class Interrupt(BaseException):
+    pass
+
+
+def test_an_interrupted_readiness_wait_or_a_failed_start_stops_the_server() -> None:
+    """Ctrl-C (any BaseException) while waiting, or a server that never becomes ready: the
+    process is stopped and its temp dir removed before the error propagates."""
+    calls = []
+
+    def interrupted() -> bool:
+        calls.append(1)
+        if len(calls) > 3:
+            raise Interrupt
+        return False
+
+    sleeper = ManagedProcess(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], ready=interrupted
+    )
+    with pytest.raises(Interrupt):
+        sleeper.start()
+    assert sleeper.proc is not None
+    assert sleeper.proc.poll() is not None
+    assert not sleeper.tmpdir.exists()
+
+    never = ManagedProcess(
+        "never",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        ready=lambda: False,
+        start_timeout_s=0.5,
+    )
+    with pytest.raises(ServerStartError, match=r"not ready within 0\.5 s"):
+        never.start()
+    assert never.proc is not None
+    assert never.proc.poll() is not None
+    assert not never.tmpdir.exists()
+
+
+def test_a_live_owners_temp_dir_is_never_swept(tmp_path: Path) -> None:
+    process = ManagedProcess("owner", [sys.executable, "-c", "pass"], ready=lambda: True)
+    try:
+        assert process.tmpdir not in sweep_stale()  # our lock is held: we are alive
+        assert process.tmpdir.exists()
+    finally:
+        process.cleanup()
+    assert not process.tmpdir.exists()
+
+
+def test_a_port_taken_by_another_process_is_never_mistaken_for_our_server() -> None:
+    """Another session's listener on the chosen port: Redis fails to bind, and the
+    readiness check would not accept that listener anyway; the server retries elsewhere."""
+    find_redis_server()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        assert listened_by(os.getpid(), taken)
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert not listened_by(sleeper.pid, taken)  # a listener, but not that process's
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        server = RedisServer()
+        server.port = taken  # as if another session took it after we chose it
+        with server:
+            assert server.port != taken
+            assert listened_by(server.pid or -1, server.port)
