@@ -188,9 +188,9 @@ def write_model_repository(
     lengths are batched together (``allow_ragged_batch``) and padded in the model.
 
     ``max_queue_delay_us`` is 0 here: on CPU a request that waits for batch-mates waits for
-    nothing when the load is light (measured: 2 ms of queue delay added ~2 ms to the p50 of a
-    cache miss at 20 rps), while requests that queue behind a running batch are still batched
-    together. GPU repositories keep a delay, where a bigger batch is nearly free.
+    nothing when the load is light (docs/serving.md), while requests that queue behind a
+    running batch are still batched together. GPU repositories keep a delay, where a bigger
+    batch is nearly free.
 
     Example::
 
