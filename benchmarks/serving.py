@@ -23,13 +23,11 @@ pytest-latency's own drivers. Do not run this beside another benchmark: 2 cores 
 from __future__ import annotations
 
 import argparse
-import http.client
 import itertools
 import json
 import os
 import platform
 import random
-import socket
 import tempfile
 import threading
 import time
@@ -60,47 +58,27 @@ def workload(texts: Sequence[str], repeat_ratio: float, seed: int) -> Iterator[s
 
 
 class HttpCaller:
-    """One keep-alive ``http.client`` connection per load thread (TCP_NODELAY), posting one
-    review a call. Not httpx: the open loop runs each measurement on fresh threads, and a new
+    """Posts one review a call through the load generator's raw-socket keep-alive client
+    (``reference_system.serving.loadgen_http``: one connection per load thread, TCP_NODELAY).
+    Not httpx: the open loop runs each measurement on fresh threads, and a new
     ``httpx.Client`` costs 17-34 ms of SSL set-up that lands in the samples (docs/serving.md)."""
 
     def __init__(self, url: str, texts: Iterator[str]) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.host, self.port, self.texts = host, int(port), texts
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._open: list[http.client.HTTPConnection] = []
+        from reference_system.serving.loadgen_http import KeepAliveClient
 
-    def _post(self, body: bytes, retry: bool = True) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT_S)
-            conn.connect()
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._local.conn = conn
-            with self._lock:
-                self._open.append(conn)
-        try:
-            conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-        except (http.client.RemoteDisconnected, BrokenPipeError):
-            conn.close()
-            self._local.conn = None
-            if not retry:
-                raise
-            return self._post(body, retry=False)  # the server closed an idle connection
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+        self.http = KeepAliveClient(url, timeout_s=HTTP_TIMEOUT_S)
+        self.texts = texts
+        self._lock = threading.Lock()
 
     def __call__(self) -> None:
         with self._lock:
             text = next(self.texts)
-        self._post(json.dumps({"texts": [text]}).encode())
+        response = self.http.post("/predict", json.dumps({"texts": [text]}).encode())
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {response.body[:200]!r}")
 
     def close(self) -> None:
-        for conn in self._open:
-            conn.close()
+        self.http.close()
 
 
 def run(call: Callable[[], Any], seconds: float, **load: Any) -> Samples:
