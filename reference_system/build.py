@@ -217,36 +217,27 @@ def build(profile: str | Profile = "quick", *, cache_dir: Path | None = None) ->
 
     def step(name: str, produce: Callable[[Path], dict[str, Any]]) -> Artefact:
         spec = specs[name]
-        key = spec.key
-        hit = cache.get(name, key)
-        if hit is not None:
-            log(f"{name}: cached ({key})")
-            done[name] = hit
-            return hit
-        log(f"{name}: building ({key})")
         t0 = time.monotonic()
-        with cache.create(name, key) as tmp:
+
+        def run(tmp: Path) -> dict[str, Any]:
+            log(f"{name}: building ({spec.key})")
             metrics = produce(tmp)
-            files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
-            cache.write_meta(
-                tmp,
-                {
-                    "step": name,
-                    "key": key,
-                    "profile": profile.name,
-                    "config": spec.config,
-                    "inputs": spec.inputs,
-                    "versions": spec.versions,
-                    "metrics": metrics,
-                    "files": files,
-                    "seconds": round(time.monotonic() - t0, 1),
-                    "created_unix": time.time(),
-                },
-            )
-        built.append(name)
-        log(f"{name}: done in {time.monotonic() - t0:.1f}s")
-        artefact = cache.get(name, key)
-        assert artefact is not None
+            return {
+                "profile": profile.name,
+                "config": spec.config,
+                "inputs": spec.inputs,
+                "versions": spec.versions,
+                "metrics": metrics,
+                "seconds": round(time.monotonic() - t0, 1),
+                "created_unix": time.time(),
+            }
+
+        artefact, made = cache.get_or_create(name, spec.key, run)
+        if made:
+            built.append(name)
+            log(f"{name}: done in {time.monotonic() - t0:.1f}s")
+        else:
+            log(f"{name}: cached ({spec.key})")
         done[name] = artefact
         return artefact
 

@@ -1,11 +1,27 @@
-"""The sentiment service: one HTTP contract, two backends.
+"""The sentiment service: one HTTP contract, three backends.
 
 ``POST /predict`` with ``{"texts": ["...", ...]}`` (1-32 texts of 1-2,000 characters) answers
-``{"model": ..., "labels": [0|1, ...], "scores": [P(positive), ...], "cached": [bool, ...]}``;
-bad input is a 422 naming the field, never a crash. ``GET /healthz`` answers when the model is
-loaded; ``GET /metrics`` returns counters (requests, cache hits/misses/errors, degraded).
+``{"model": ..., "labels": [0|1, ...], "scores": [P(positive), ...], "cached": [bool, ...]}``.
 Every answer carries a ``Server-Timing`` header with the stages it went through (tokenise,
 cache, inference, postprocess; milliseconds), so a client can split its latency budget.
+``GET /metrics`` returns counters (requests, cache hits/misses/errors, degraded).
+
+Errors are JSON, ``{"error": CODE, "detail": "what was wrong and what is valid"}``, and the
+service keeps serving:
+
+- **the request** (:mod:`~reference_system.serving.contract`): 413 ``body_too_large`` (over
+  1 MiB, refused from its Content-Length before it is read), 408 ``body_timeout`` (not all
+  there within 5 s), 422 for everything else (not UTF-8, not JSON, not ``{"texts": [...]}``,
+  0 or over 32 texts, a text that is not a string, blank, a lone surrogate, or over 2,000
+  characters as sent or once NFKC-normalised);
+- **the model server** (Triton, optimised front only): 503 ``model_unavailable`` with
+  ``Retry-After: 1`` (nothing answers: down, restarting, model not loaded), 504
+  ``model_timeout`` (the call passed ``--deadline-ms``), 502 ``model_error`` (Triton refused
+  or failed the request). Never a 500 for either.
+
+``GET /healthz`` is 200 ``{"status": "ok"}`` when the front can answer, 503
+``{"status": "unavailable", "detail": ...}`` when it cannot (the optimised front asks Triton
+whether the server and the model are ready on every call).
 
 * **baseline** -- what a typical first service does: FastAPI + the PyTorch FP32 model in the
   server process (``TorchPredictor``).
@@ -27,11 +43,27 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from fastapi import FastAPI, HTTPException, Response
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-MAX_TEXTS = 32
-MAX_CHARS = 2000
+from reference_system.serving.contract import (
+    MAX_CHARS,
+    MAX_TEXTS,
+    BadRequest,
+    parse_texts,
+    read_body,
+)
+
+__all__ = [
+    "MAX_CHARS",
+    "MAX_TEXTS",
+    "AsyncOptimisedBackend",
+    "BaselineBackend",
+    "OptimisedBackend",
+    "create_app",
+    "parse_server_timing",
+]
 
 
 @dataclass
@@ -168,10 +200,17 @@ class OptimisedBackend:
         *,
         name: str = "ort-int8-dynamic@triton",
         close: Callable[[], None] | None = None,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.encode, self.infer, self.cache, self.name = encode, infer, cache, name
-        self._close = close
+        self._close, self._ready = close, ready
         self._counters = _Counters()
+
+    def health(self) -> str | None:
+        """None when the model server answers ready, else why not (``/healthz``)."""
+        if self._ready is None or self._ready():
+            return None
+        return "the model server (Triton) is not ready"
 
     def predict(self, texts: Sequence[str]) -> Answer:
         p = _Pending(texts)
@@ -226,6 +265,14 @@ class AsyncOptimisedBackend:
         if self.cache is not None:
             await self.cache.warm()
 
+    async def health(self) -> str | None:
+        """None when Triton and the model answer ready, else why not (``/healthz``)."""
+        if self.triton is None:
+            return "not started"
+        if await self.triton.ready():
+            return None
+        return f"the model server (Triton at {self.triton.url}) is not ready"
+
     async def predict(self, texts: Sequence[str]) -> Answer:
         if self.triton is None:
             raise RuntimeError("AsyncOptimisedBackend.start() was not awaited")
@@ -259,38 +306,17 @@ class AsyncOptimisedBackend:
         pass
 
 
-class PredictRequest(BaseModel):
-    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
-
-    model_config = {"extra": "forbid"}
-
-
 class PredictResponse(BaseModel):
+    """The answer's schema (documentation only: answers are serialised by the stdlib)."""
+
     model: str
     labels: list[int]
     scores: list[float]
     cached: list[bool]
 
 
-def _check_texts(texts: Sequence[str]) -> None:
-    for i, text in enumerate(texts):
-        if not text.strip() or len(text) > MAX_CHARS:
-            raise HTTPException(
-                status_code=422,
-                detail=f"texts[{i}] has {len(text)} characters; each text needs 1 to "
-                f"{MAX_CHARS} non-blank characters",
-            )
-
-
 def _server_timing(timings_ms: dict[str, float]) -> str:
     return ", ".join(f"{k};dur={v:.3f}" for k, v in timings_ms.items())
-
-
-def _respond(backend: Any, answer: Answer, response: Response) -> PredictResponse:
-    response.headers["Server-Timing"] = _server_timing(answer.timings_ms)
-    return PredictResponse(
-        model=backend.name, labels=answer.labels, scores=answer.scores, cached=answer.cached
-    )
 
 
 def _json_response(backend: Any, answer: Answer, write: Callable[[], Any] | None) -> Response:
@@ -310,6 +336,27 @@ def _json_response(backend: Any, answer: Answer, write: Callable[[], Any] | None
         headers={"Server-Timing": _server_timing(answer.timings_ms)},
         background=None if write is None else BackgroundTask(write),
     )
+
+
+async def _bad_request(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadRequest)
+    return exc.response()
+
+
+async def _model_server_error(_: Request, exc: Exception) -> Response:
+    """What the model server's failures become (see the module docstring): the client learns
+    whether retrying can help (503: the server is down, retry after a second; 504: it was too
+    slow for the deadline) or not (502: it refused or failed this request)."""
+    from reference_system.serving.triton_client import TritonTimeout, TritonUnavailable
+
+    status, error = 502, "model_error"
+    if isinstance(exc, TritonUnavailable):
+        status, error = 503, "model_unavailable"
+    elif isinstance(exc, TritonTimeout):
+        status, error = 504, "model_timeout"
+    headers = {"Retry-After": "1"} if status == 503 else None
+    body = json.dumps({"error": error, "detail": str(exc)})
+    return Response(body, status, headers=headers, media_type="application/json")
 
 
 def create_app(backend: Any, *, freeze_heap: bool = True) -> FastAPI:
@@ -339,35 +386,53 @@ def create_app(backend: Any, *, freeze_heap: bool = True) -> FastAPI:
             backend.close()
 
     app = FastAPI(title="sentiment", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_exception_handler(BadRequest, _bad_request)
+    if isinstance(backend, OptimisedBackend | AsyncOptimisedBackend):
+        from reference_system.serving.triton_client import TritonError
+
+        app.add_exception_handler(TritonError, _model_server_error)
 
     if isinstance(backend, ColocatedBackend):
         colocated = backend
 
         @app.post("/predict", response_model=PredictResponse)
-        async def predict_colocated(request: PredictRequest) -> Response:
-            _check_texts(request.texts)
-            answer, write = await colocated.predict(request.texts)
+        async def predict_colocated(request: Request) -> Response:
+            texts = parse_texts(await read_body(request))
+            answer, write = await colocated.predict(texts)
             return _json_response(colocated, answer, write)
 
     elif isinstance(backend, AsyncOptimisedBackend):
         running = backend
 
         @app.post("/predict", response_model=PredictResponse)
-        async def predict_async(request: PredictRequest, response: Response) -> PredictResponse:
-            _check_texts(request.texts)
-            return _respond(running, await running.predict(request.texts), response)
+        async def predict_async(request: Request) -> Response:
+            texts = parse_texts(await read_body(request))
+            return _json_response(running, await running.predict(texts), None)
 
     else:
         blocking = backend
 
         @app.post("/predict", response_model=PredictResponse)
-        def predict(request: PredictRequest, response: Response) -> PredictResponse:
-            _check_texts(request.texts)
-            return _respond(blocking, blocking.predict(request.texts), response)
+        async def predict(request: Request) -> Response:
+            texts = parse_texts(await read_body(request))  # on the loop: no thread held
+            answer = await run_in_threadpool(blocking.predict, texts)
+            return _json_response(blocking, answer, None)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "model": str(backend.name)}
+    async def healthz() -> Response:
+        health = getattr(backend, "health", None)  # the in-process models have none
+        if health is None:
+            reason = None
+        elif on_loop:
+            reason = await health()
+        else:  # a blocking check: off the loop
+            reason = await run_in_threadpool(health)
+        body: dict[str, str] = {"status": "ok", "model": str(backend.name)}
+        if reason is not None:
+            body.update(status="unavailable", detail=str(reason))
+        return Response(
+            json.dumps(body), 200 if reason is None else 503, media_type="application/json"
+        )
 
     @app.get("/metrics")
     def metrics() -> dict[str, Any]:

@@ -48,7 +48,7 @@ def make_backend(args: argparse.Namespace) -> Any:
             from reference_system.serving.prediction_cache import PredictionCache, connect
 
             cache = PredictionCache(connect(args.redis_url), version, ttl_s=args.cache_ttl_s)
-        return OptimisedBackend(encode, client.infer, cache, close=client.close)
+        return OptimisedBackend(encode, client.infer, cache, close=client.close, ready=client.ready)
 
     def connect_clients() -> tuple[Any, Any]:
         from reference_system.serving.triton_client import AsyncTritonGrpcClient

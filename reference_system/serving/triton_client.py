@@ -48,6 +48,15 @@ KEEPALIVE = {
     "keepalive_permit_without_calls": False,
     "http2_max_pings_without_data": 2,
 }
+# Reconnect soon after the server comes back. gRPC's default backoff starts at 1 s and grows
+# 1.6x per failed attempt up to 120 s: a channel that saw Triton down for half a minute would
+# keep failing calls for tens of seconds after it was up again. Calls while the channel is
+# down fail at once (UNAVAILABLE), they do not wait for it.
+RECONNECT = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1_000,
+}
 
 
 class TritonError(RuntimeError):
@@ -95,6 +104,22 @@ def _inputs(grpcclient: Any, feeds: Mapping[str, npt.NDArray[Any]]) -> list[Any]
         item.set_data_from_numpy(data)
         inputs.append(item)
     return inputs
+
+
+def _channel_args(grpc_module: Any) -> list[tuple[str, Any]]:
+    """tritonclient's own channel options (message sizes, :data:`KEEPALIVE`) plus
+    :data:`RECONNECT` (passing ``channel_args`` replaces tritonclient's list, so it is rebuilt
+    here whole)."""
+    size = grpc_module.MAX_GRPC_MESSAGE_SIZE
+    args: list[tuple[str, Any]] = [
+        ("grpc.max_send_message_length", size),
+        ("grpc.max_receive_message_length", size),
+        ("grpc.keepalive_time_ms", KEEPALIVE["keepalive_time_ms"]),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE["keepalive_timeout_ms"]),
+        ("grpc.keepalive_permit_without_calls", KEEPALIVE["keepalive_permit_without_calls"]),
+        ("grpc.http2.max_pings_without_data", KEEPALIVE["http2_max_pings_without_data"]),
+    ]
+    return args + list(RECONNECT.items())
 
 
 def _translate(exc: Exception, url: str, timeout_s: float) -> TritonError:
@@ -149,6 +174,11 @@ def summarize_statistics(response: Any, model: str) -> dict[str, float]:
     return out
 
 
+# ready()'s deadline when the inference deadline is shorter: a health check that times out
+# because the deadline suits a model call would report a healthy server as down.
+MIN_READY_TIMEOUT_S = 1.0
+
+
 class TritonGrpcClient:
     """A blocking gRPC client for one model; safe to share between threads.
 
@@ -157,9 +187,10 @@ class TritonGrpcClient:
 
     def __init__(self, url: str, model: str = "sentiment", *, timeout_s: float = 1.0) -> None:
         self.url, self.model, self.timeout_s = url, model, timeout_s
+        self._ready_timeout_s = max(timeout_s, MIN_READY_TIMEOUT_S)
         self._grpc, self._utils = _grpc_modules("triton-grpc")
         self._client: Any = self._grpc.InferenceServerClient(
-            url, keepalive_options=self._grpc.KeepAliveOptions(**KEEPALIVE)
+            url, channel_args=_channel_args(self._grpc)
         )
         self._output = [self._grpc.InferRequestedOutput(OUTPUT_NAME)]
 
@@ -185,8 +216,8 @@ class TritonGrpcClient:
         client = self._live()
         try:
             return bool(
-                client.is_server_ready(client_timeout=self.timeout_s)
-                and client.is_model_ready(self.model, client_timeout=self.timeout_s)
+                client.is_server_ready(client_timeout=self._ready_timeout_s)
+                and client.is_model_ready(self.model, client_timeout=self._ready_timeout_s)
             )
         except self._utils.InferenceServerException:
             return False
@@ -235,6 +266,7 @@ class AsyncTritonGrpcClient:
 
     def __init__(self, url: str, model: str = "sentiment", *, timeout_s: float = 1.0) -> None:
         self.url, self.model, self.timeout_s = url, model, timeout_s
+        self._ready_timeout_s = max(timeout_s, MIN_READY_TIMEOUT_S)
         self._grpc, self._utils = _grpc_modules("triton-grpc-aio")
         try:
             import tritonclient.grpc.aio as aioclient  # type: ignore[import-untyped]
@@ -243,7 +275,7 @@ class AsyncTritonGrpcClient:
                 "triton-grpc-aio", f"{exc}", TRITONCLIENT_INSTALL_COMMAND
             ) from exc
         self._client: Any = aioclient.InferenceServerClient(
-            url, keepalive_options=aioclient.KeepAliveOptions(**KEEPALIVE)
+            url, channel_args=_channel_args(self._grpc)
         )
         self._output = [self._grpc.InferRequestedOutput(OUTPUT_NAME)]
 
@@ -268,8 +300,8 @@ class AsyncTritonGrpcClient:
         client = self._live()
         try:
             return bool(
-                await client.is_server_ready(client_timeout=self.timeout_s)
-                and await client.is_model_ready(self.model, client_timeout=self.timeout_s)
+                await client.is_server_ready(client_timeout=self._ready_timeout_s)
+                and await client.is_model_ready(self.model, client_timeout=self._ready_timeout_s)
             )
         except self._utils.InferenceServerException:
             return False

@@ -15,6 +15,7 @@ gRPC channel delays shutdown (30 s by default; we set ``--exit-timeout-secs``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -191,6 +192,34 @@ class TritonServer(ServerBase):
     def stop(self) -> None:
         """SIGINT (graceful), then SIGKILL to the process group; removes the temp dir."""
         self._process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL the server and its backend stubs, as a crash or the OOM killer would.
+
+        The ports and temp dir stay, so :meth:`restart` brings it back where its clients
+        expect it. Its shared-memory regions are removed (a crash leaves them; the restarted
+        server uses the same names)."""
+        proc = self._process.proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        shm = Path("/dev/shm")
+        if shm.is_dir():
+            for region in shm.glob(f"{self.shm_prefix}*"):
+                region.unlink(missing_ok=True)
+
+    def restart(self) -> Self:
+        """Start the server again on the same ports, after :meth:`kill` or a crash; returns
+        when it is ready, like :meth:`start`."""
+        proc = self._process.proc
+        if proc is None:
+            raise RuntimeError(f"{self!r} was never started: call start()")
+        if proc.poll() is None:
+            raise RuntimeError(f"{self!r} is still running: kill() or stop() it first")
+        self._process.start()
+        return self
 
     @property
     def process(self) -> ManagedProcess:

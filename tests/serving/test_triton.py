@@ -26,6 +26,7 @@ from reference_system.predictors import BackendUnavailable, Encoder, OrtPredicto
 from reference_system.serving.processes import free_port
 from reference_system.serving.triton_client import (
     AsyncTritonGrpcClient,
+    TritonError,
     TritonGrpcClient,
     TritonTimeout,
     TritonUnavailable,
@@ -373,3 +374,49 @@ def test_a_missing_tritonserver_names_the_install_command(
     monkeypatch.setenv("PATH", "")
     with pytest.raises(BackendUnavailable, match=r"pip install nvidia-pytriton==0\.7\.0"):
         find_tritonserver()
+
+
+def test_a_bad_request_inside_a_dynamic_batch_fails_alone(
+    client: TritonGrpcClient, encode: Encoder, local_int8: OrtPredictor, texts: list[str]
+) -> None:
+    """Every 4th of 64 concurrent requests is bad: either its inputs disagree in shape (the
+    model's checks refuse it before the batch runs) or it carries a token id the model has no
+    embedding for (onnxruntime fails the whole batch run; each request is then run alone).
+    The bad ones get their own error, their batch-mates their logits."""
+    feeds = [encode([text]) for text in texts]
+    jobs: list[tuple[str, Feeds]] = []
+    for i, good in enumerate(feeds):
+        if i % 8 == 3:
+            seq = good["input_ids"].shape[1]
+            jobs.append(("shape", {**good, "attention_mask": np.ones((1, seq + 2), np.int64)}))
+        elif i % 8 == 7:
+            jobs.append(("vocab", {**good, "input_ids": np.full_like(good["input_ids"], 10**6)}))
+        else:
+            jobs.append(("good", good))
+
+    def call(job: tuple[str, Feeds]) -> Any:
+        try:
+            return client.infer(job[1])
+        except TritonError as exc:
+            return exc
+
+    results: list[Any] = []
+    mean = _mean_batch_size_during(client, lambda: results.extend(_concurrent_load(call, jobs)))
+    assert mean > 1, f"no dynamic batching happened (mean batch size {mean}): nothing tested"
+    for (kind, _), result in zip(jobs, results, strict=True):
+        if kind == "good":
+            assert isinstance(result, np.ndarray), result
+            assert result.shape == (1, 2)
+        elif kind == "shape":
+            assert isinstance(result, TritonError)
+            assert "INVALID_ARGUMENT" in str(result)
+            assert "inputs differ in shape" in str(result)
+        else:
+            assert isinstance(result, TritonError)
+            assert "failed on this request" in str(result)
+    good = [r for (kind, _), r in zip(jobs, results, strict=True) if kind == "good"]
+    good_texts = [t for (kind, _), t in zip(jobs, texts, strict=True) if kind == "good"]
+    labels = np.concatenate(good).argmax(axis=1)
+    # Batch-mates move INT8 logits a little (see the batching test): labels agree, bar one.
+    assert np.mean(labels == local_int8.predict(good_texts).labels) >= 0.95
+    assert client.infer(feeds[0]).shape == (1, 2)  # and the model still serves
