@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Self
 
 from reference_system.predictors import BackendUnavailable
-from reference_system.serving.processes import LOOPBACK, ManagedProcess, ServerBase, free_port
+from reference_system.serving.processes import (
+    LOOPBACK,
+    ManagedProcess,
+    ServerBase,
+    free_port,
+    remove_shm,
+)
 
 __all__ = ["TRITON_INSTALL_COMMAND", "TritonServer", "find_tritonserver"]
 
@@ -205,10 +211,7 @@ class TritonServer(ServerBase):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        shm = Path("/dev/shm")
-        if shm.is_dir():
-            for region in shm.glob(f"{self.shm_prefix}*"):
-                region.unlink(missing_ok=True)
+        remove_shm(self.shm_prefix)
 
     def restart(self) -> Self:
         """Start the server again on the same ports, after :meth:`kill` or a crash; returns
