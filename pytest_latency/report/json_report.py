@@ -94,7 +94,7 @@ _MAX_NS = 2**63 - 1  # the most an int64 array of samples holds
 
 def check_report(report: Mapping[str, Any], *, rendered: bool = False, where: str = "") -> None:
     """Refuse (`ValueError`) a report whose shape its readers cannot use, naming the field: a
-    broken baseline must fail once, before anything runs, not with a `KeyError` in every test.
+    broken saved run must fail once, before anything runs, not with a `KeyError` in every test.
 
     A result must have `REQUIRED_FIELDS` (and `RENDERED_FIELDS` when `rendered`); any field of
     `_FIELD_TYPES` it has must be of that type; ``samples_ns``, when present, are integer
