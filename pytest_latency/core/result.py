@@ -8,7 +8,7 @@ Inside a test, ``result = latency(model.predict, "a fine film")``; then
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .spec import Spec
 from .stats import quantile, quantile_bounds
 from .verdict import NS_PER_MS, Verdict
 
-SCHEMA = "pytest-latency/1"
+SCHEMA: Final = "pytest-latency/1"
 REPORTED_QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
 

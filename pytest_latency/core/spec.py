@@ -85,7 +85,7 @@ class Spec:
     `MAX_SAMPLES`, ``max_time_s`` up to `MAX_TIME_S`; ``seed`` (open-loop arrivals) is >= 0.
 
     ``regression`` (a share, e.g. ``0.05``) overrides ``--latency-fail-on-regression`` for this
-    test when a run is compared with a saved baseline (``--latency-compare``); it is not a
+    test when a run is compared with a saved run (``--latency-compare``); it is not a
     target of its own.
     """
 
@@ -307,7 +307,7 @@ def _validate(spec: Spec) -> None:
     if reg is not None and (not _is_number(reg) or not 0 <= reg <= MAX_REGRESSION):
         raise SpecError(
             f"regression={reg!r} is not valid; expected the slowdown allowed against the "
-            f"baseline as a share in [0, {MAX_REGRESSION:g}], e.g. 0.05 for 5 %"
+            f"saved run as a share in [0, {MAX_REGRESSION:g}], e.g. 0.05 for 5 %"
         )
     seed = spec.seed
     # numpy's default_rng refuses a negative seed, and only once the open loop starts.

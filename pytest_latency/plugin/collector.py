@@ -4,11 +4,14 @@ into `Gathered`, and builds the run's report from them once; every writer takes 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .keys import GATHERED_KEY, REPORT_ATTR, SETTINGS_KEY, Gathered
+
+if TYPE_CHECKING:
+    from ..report.schema import LatencyReport
 
 
 class Collector:
@@ -39,7 +42,7 @@ def gathered(config: pytest.Config) -> Gathered:
     return config.stash.get(GATHERED_KEY, None) or Gathered()
 
 
-def run_report(config: pytest.Config) -> dict[str, Any]:
+def run_report(config: pytest.Config) -> LatencyReport:
     """The run's report (the ``--latency-json`` document), built on first use, then reused."""
     state = config.stash[GATHERED_KEY]
     if state.report is None:

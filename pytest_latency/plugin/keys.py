@@ -16,6 +16,7 @@ from ..core.spec import AccuracySpec, Spec
 
 if TYPE_CHECKING:  # numpy underneath: loaded only when a saved run is compared
     from ..core.regression import SavedRun
+    from ..report.schema import LatencyReport
 
 INCONCLUSIVE_POLICIES = ("fail", "warn", "pass")
 PROGRESS_MODES = ("auto", "on", "off")
@@ -90,7 +91,7 @@ class Gathered:
     results: list[dict[str, Any]] = field(default_factory=list)
     accuracy: list[dict[str, Any]] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
-    report: dict[str, Any] | None = None
+    report: LatencyReport | None = None
     written: dict[str, str] = field(default_factory=dict)
 
 

@@ -191,7 +191,7 @@ OPTIONS: tuple[Option, ...] = (
         "save this run (the --latency-json document, raw samples included) to PATH, a saved "
         "run for --latency-compare; may be given with --latency-json",
         "PATH",
-        output="baseline.json",
+        output="saved.json",
     ),
     Option(
         "latency_compare",
@@ -355,5 +355,5 @@ def header(settings: Settings) -> list[str]:
     if settings.markdown_path:
         parts.append(f"markdown={settings.markdown_path}")
     if parts:
-        lines.append("latency baseline: " + ", ".join(parts))
+        lines.append("latency saved run: " + ", ".join(parts))
     return lines

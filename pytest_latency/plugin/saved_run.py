@@ -1,8 +1,8 @@
 """Comparing with a saved run: load it, compare each recorded result with its counterpart,
 and fail a test on a regression. Plugin glue only; the statistics are in `core.regression`.
 
-    pytest -m slo --latency-save=baseline.json                    # on the main branch
-    pytest -m slo --latency-compare=baseline.json \\
+    pytest -m slo --latency-save=main.json                        # on the main branch
+    pytest -m slo --latency-compare=main.json \\
                   --latency-fail-on-regression=10% --latency-markdown=latency.md
 
 The saved run is loaded and its environment checked in ``pytest_configure``, in every process
@@ -36,10 +36,10 @@ def load(config: pytest.Config, settings: Settings) -> SavedRunState:
     diffs = env_differences(saved.environment, environment)
     if diffs and settings.strict:
         raise pytest.UsageError(
-            f"--latency-compare-strict: this run's environment differs from the baseline "
+            f"--latency-compare-strict: this run's environment differs from the saved run "
             f"{settings.compare_path} in {', '.join(d[0] for d in diffs)} "
             f"({describe_differences(diffs)}); latencies from different machines or stacks "
-            "are not comparable. Save a new baseline on this environment, or drop "
+            "are not comparable. Save a new run on this environment, or drop "
             "--latency-compare-strict to compare anyway (the differences are then reported)"
         )
     return SavedRunState(settings.compare_path, saved, environment, diffs)
@@ -79,14 +79,14 @@ def check_regression(config: pytest.Config, item: pytest.Item, data: dict[str, A
         return
     lines = [change.summary(), "", *change_table([data["regression"]]), ""]
     lines.append(
-        f"baseline: {state.path}; threshold +/-{change.threshold:.0%} "
+        f"saved run: {state.path}; threshold +/-{change.threshold:.0%} "
         "(--latency-fail-on-regression; a test's slo(regression=...) overrides it); bounds "
         f"one-sided {round(change.confidence * 100, 2):g}% each, error split over the "
         "compared percentiles"
     )
     if state.differences:
         lines.append(
-            "warning: the environment differs from the baseline's: "
+            "warning: the environment differs from the saved run's: "
             + describe_differences(state.differences)
         )
     decision = data.get("decision")

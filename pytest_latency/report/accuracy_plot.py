@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .plots import BASELINE, COLOURS, DPI, THIS_RUN
+from .plots import COLOURS, DPI, REFERENCE, THIS_RUN
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,7 +37,7 @@ def accuracy_figure(gates: Sequence[Row]) -> Figure:
     for i, gate in enumerate(gates):
         rows = {t["metric"]: t for t in gate["targets"]}
         for key, colour, dy, name in (
-            ("reference_accuracy", BASELINE, -0.12, "reference"),
+            ("reference_accuracy", REFERENCE, -0.12, "reference"),
             ("accuracy", THIS_RUN, 0.12, "candidate"),
         ):
             t = rows[key]

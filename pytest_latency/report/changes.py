@@ -1,4 +1,4 @@
-"""Plain-text tables of changes against a baseline. Input is the JSON form
+"""Plain-text tables of changes against a saved run. Input is the JSON form
 (`ResultChange.to_dict`), so the terminal summary, a failing test's message and
 ``pytest-latency compare`` render the same rows the same way."""
 
@@ -87,5 +87,5 @@ def change_legend(confidence: float | None = None) -> list[str]:
         "  of both runs (error split over the compared percentiles); regression: lower bound "
         "> 1 + threshold; improvement:",
         "  upper bound < 1 / (1 + threshold); no change: both bounds within; inconclusive: "
-        "neither; new: not in the baseline.",
+        "neither; new: not in the saved run.",
     ]

@@ -2,9 +2,9 @@
 
 One self-contained file: CSS inline, plots embedded as base64 PNG (drawn by matplotlib, see
 `plots`), no scripts, nothing fetched. Input is a saved report's dict (`json_report`), so a
-live run and ``pytest-latency plot`` render the same page. With a baseline report, each
-measurement is matched to the baseline's by test id and name, its plots overlay the two runs
-and its percentile table gains the baseline and the change.
+live run and ``pytest-latency plot`` render the same page. With a saved run to compare
+against, each measurement is matched to the saved run's by test id and name, its plots overlay
+the two runs and its percentile table gains the saved run and the change.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ LEGEND = (
     "start (first call) as a star. Dashed lines are targets, coloured by verdict. Latency "
     "axes turn logarithmic when the tail needs it: the histogram's when the maximum is over "
     "10&times; the median; the others' also when p99 is over 3&times; p50 or a target is "
-    "over 3&times; away from the median. A baseline run, when given, is drawn in grey."
+    "over 3&times; away from the median. A saved run, when given, is drawn in grey."
 )
 
 
@@ -69,15 +69,15 @@ def label(result: Row) -> str:
     return f"{nodeid} ({result['name']})" if result.get("named") else str(nodeid)
 
 
-def match_baseline(results: Sequence[Row], baseline: Row | None) -> list[Row | None]:
-    """For each result, the baseline run's result of the same test id and name, else ``None``;
+def match_saved_run(results: Sequence[Row], saved: Row | None) -> list[Row | None]:
+    """For each result, the saved run's result of the same test id and name, else ``None``;
     a test measured twice under one name pairs up in order. The same rule as the regression
     check's (`core.regression.SavedRun`), so what is overlaid is what was compared."""
-    if not baseline:
+    if not saved:
         return [None] * len(results)
     from ..core.regression import SavedRun
 
-    index = SavedRun.from_report(baseline)
+    index = SavedRun.from_report(saved)
     seen: list[tuple[Any, Any]] = []
     out: list[Row | None] = []
     for r in results:
@@ -87,12 +87,13 @@ def match_baseline(results: Sequence[Row], baseline: Row | None) -> list[Row | N
     return out
 
 
-def baseline_changes(
+def saved_run_changes(
     results: Sequence[Row], matched: Sequence[Row | None], threshold: float | None
 ) -> list[Row]:
-    """Each result's change against its baseline counterpart (`core.regression`): the one the
-    live run recorded under ``--latency-compare``, else computed here (``pytest-latency plot``
-    with two runs) at `threshold` (default 10 %; a test's ``slo(regression=)`` wins)."""
+    """Each result's change against its counterpart in the saved run (`core.regression`): the
+    one the live run recorded under ``--latency-compare``, else computed here
+    (``pytest-latency plot`` with two runs) at `threshold` (default 10 %; a test's
+    ``slo(regression=)`` wins)."""
     from ..core.regression import DEFAULT_THRESHOLD, compare_result
 
     limit = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -102,7 +103,7 @@ def baseline_changes(
     ]
 
 
-def _measurement(index: int, result: Row, baseline: Row | None, change: Row | None) -> str:
+def _measurement(index: int, result: Row, saved: Row | None, change: Row | None) -> str:
     outcome = result.get("outcome")
     parts = [
         f'<h3 id="m{index}">{esc(label(result))} '
@@ -110,10 +111,10 @@ def _measurement(index: int, result: Row, baseline: Row | None, change: Row | No
         f'<p class="summary {esc(result["decision"])}">{esc(result.get("summary", ""))}</p>',
         facts_line(result),
     ]
-    if change is not None and baseline is None:
-        parts.append('<p class="muted">baseline: no measurement with this test id and name</p>')
+    if change is not None and saved is None:
+        parts.append('<p class="muted">saved run: no measurement with this test id and name</p>')
     if result.get("n"):
-        fig = plots.measurement_figure(result, baseline, title=False)
+        fig = plots.measurement_figure(result, saved, title=False)
         parts.append(img(plots.figure_bytes(fig), f"latency plots of {label(result)}"))
     else:
         parts.append('<p class="muted">no successful samples: nothing to plot</p>')
@@ -122,10 +123,10 @@ def _measurement(index: int, result: Row, baseline: Row | None, change: Row | No
         + "<div><b>targets</b>"
         + targets_table(result)
         + "</div><div><b>percentiles</b>"
-        + percentiles_table(result, baseline)
+        + percentiles_table(result, saved)
         + "</div>"
         + stages_table(result)
-        + (changes_table(change) if change is not None and baseline is not None else "")
+        + (changes_table(change) if change is not None and saved is not None else "")
         + "</div>"
     )
     for problem in result.get("problems") or []:
@@ -153,15 +154,15 @@ def _overview(results: Sequence[Row], changes: Sequence[Row] | None) -> str:
             ]
         )
     header = ["test", "n", "p50 ms", "p99 ms", "p99 bounds", "verdict", "test outcome"]
-    return table(header + (["vs baseline"] if changes else []), rows)
+    return table(header + (["vs saved run"] if changes else []), rows)
 
 
 def render_html(
     report: Row,
-    baseline: Row | None = None,
+    saved: Row | None = None,
     *,
     title: str = "pytest-latency report",
-    baseline_name: str | None = None,
+    saved_name: str | None = None,
     notes: Sequence[str] = (),
     threshold: float | None = None,
 ) -> str:
@@ -170,8 +171,8 @@ def render_html(
     results = list(report.get("results") or [])
     gates = list(report.get("accuracy") or [])
     comparisons = list(report.get("comparisons") or [])
-    matched = match_baseline(results, baseline)
-    changes = baseline_changes(results, matched, threshold) if baseline is not None else None
+    matched = match_saved_run(results, saved)
+    changes = saved_run_changes(results, matched, threshold) if saved is not None else None
     counts = {d: sum(r["decision"] == d for r in [*results, *gates]) for d in plots.COLOURS}
     env = report.get("environment") or {}
     git = env.get("git") or {}
@@ -183,12 +184,12 @@ def render_html(
         f"{esc((git.get('commit') or '-')[:12])}{' (dirty)' if git.get('dirty') else ''}"
     )
     body = [f"<h1>{esc(title)}</h1>", f'<p class="muted">{head}</p>']
-    if baseline is not None:
+    if saved is not None:
         found = sum(m is not None for m in matched)
         body.append(
-            f'<p class="muted">baseline: {esc(baseline_name or "given run")} '
+            f'<p class="muted">saved run: {esc(saved_name or "given run")} '
             f"({found} of {len(results)} measurement(s) matched by test id and name), created "
-            f"{esc((baseline.get('environment') or {}).get('created', '?'))}</p>"
+            f"{esc((saved.get('environment') or {}).get('created', '?'))}</p>"
         )
     body += [f'<p class="muted">{esc(note)}</p>' for note in notes]
     if results:
@@ -217,11 +218,11 @@ def render_html(
 def write_html(
     path: str | os.PathLike[str],
     report: Row,
-    baseline: Row | None = None,
+    saved: Row | None = None,
     **kwargs: Any,
 ) -> Path:
     """Render and write atomically (a reader never sees half a page)."""
-    text = render_html(report, baseline, **kwargs)
+    text = render_html(report, saved, **kwargs)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -78,8 +78,8 @@ def targets_table(result: Row) -> str:
     return table(header + (["note"] if notes else []), rows)
 
 
-def percentiles_table(result: Row, baseline: Row | None) -> str:
-    """One column per percentile; rows: this run, its bounds, the baseline and the change."""
+def percentiles_table(result: Row, saved: Row | None) -> str:
+    """One column per percentile; rows: this run, its bounds, the saved run and the change."""
     pct = result.get("percentiles_ms") or {}
     bounds = result.get("percentile_bounds_ms") or {}
     keys = [k for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean") if k in pct]
@@ -90,9 +90,9 @@ def percentiles_table(result: Row, baseline: Row | None) -> str:
             *(f"[{num(bounds[k][0])}, {num(bounds[k][1])}]" if bounds.get(k) else "" for k in keys),
         ],
     ]
-    if baseline:
-        base = baseline.get("percentiles_ms") or {}
-        rows.append(["baseline ms", *(num(base.get(k)) for k in keys)])
+    if saved:
+        base = saved.get("percentiles_ms") or {}
+        rows.append(["saved run ms", *(num(base.get(k)) for k in keys)])
         rows.append(
             [
                 "change",
@@ -128,12 +128,12 @@ CLASSIFICATION_CSS = {"regression": "FAIL", "improvement": "PASS", "inconclusive
 
 
 def classification(name: str) -> str:
-    """A baseline comparison's classification, coloured like the verdict it resembles."""
+    """A saved-run comparison's classification, coloured like the verdict it resembles."""
     return f'<span class="{CLASSIFICATION_CSS.get(name, "muted")}">{esc(name)}</span>'
 
 
 def changes_table(change: Row) -> str:
-    """Percentile by percentile against the baseline: ratio after/before with its bounds and
+    """Percentile by percentile against the saved run: ratio after/before with its bounds and
     the classification (`core.regression`), or the note saying why nothing was compared."""
     from .changes import ratio_text
 
@@ -147,7 +147,7 @@ def changes_table(change: Row) -> str:
         ]
         for c in change.get("changes") or []
     ]
-    title = f"<b>vs baseline</b> (threshold &plusmn;{change['threshold']:.0%})"
+    title = f"<b>vs saved run</b> (threshold &plusmn;{change['threshold']:.0%})"
     note = f'<p class="muted">{esc(change["note"])}</p>' if change.get("note") else ""
     if not rows:
         return f"<div>{title}: {classification(change['classification'])}{note}</div>"
@@ -218,6 +218,7 @@ def accuracy_section(gates: Sequence[Row]) -> str:
 
 
 def comparisons_table(items: Sequence[Row]) -> str:
+    # The JSON keeps schema pytest-latency/1's names: "baseline" is the reference's name.
     rows = [
         [
             esc(c.get("nodeid", "")),
@@ -232,7 +233,7 @@ def comparisons_table(items: Sequence[Row]) -> str:
         ]
         for c in items
     ]
-    header = ["test", "pair", "quantile", "base ms", "cand ms", "speed-up", "bounds", "min", ""]
+    header = ["test", "pair", "quantile", "ref ms", "cand ms", "speed-up", "bounds", "min", ""]
     return table(header, rows, left=2)
 
 

@@ -7,10 +7,11 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..core.env import fingerprint
 from ..core.result import SCHEMA
+from .schema import LatencyReport
 
 
 def build_report(
@@ -19,14 +20,17 @@ def build_report(
     cwd: str | os.PathLike[str] | None = None,
     accuracy: Sequence[Mapping[str, Any]] = (),
     comparisons: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
+) -> LatencyReport:
+    """The ``--latency-json`` document; its fields are described (typed) in `schema`."""
+    # The parts arrive as the plain dicts their ``to_dict`` methods build; the description
+    # is what they hold together (checked against a real run in the tests).
     return {
         "schema": SCHEMA,
-        "settings": dict(settings),
-        "environment": fingerprint(cwd),
-        "results": list(results),
-        "accuracy": list(accuracy),
-        "comparisons": list(comparisons),
+        "settings": cast(Any, dict(settings)),
+        "environment": cast(Any, fingerprint(cwd)),
+        "results": cast(Any, list(results)),
+        "accuracy": cast(Any, list(accuracy)),
+        "comparisons": cast(Any, list(comparisons)),
     }
 
 
@@ -94,7 +98,7 @@ _MAX_NS = 2**63 - 1  # the most an int64 array of samples holds
 
 def check_report(report: Mapping[str, Any], *, rendered: bool = False, where: str = "") -> None:
     """Refuse (`ValueError`) a report whose shape its readers cannot use, naming the field: a
-    broken baseline must fail once, before anything runs, not with a `KeyError` in every test.
+    broken saved run must fail once, before anything runs, not with a `KeyError` in every test.
 
     A result must have `REQUIRED_FIELDS` (and `RENDERED_FIELDS` when `rendered`); any field of
     `_FIELD_TYPES` it has must be of that type; ``samples_ns``, when present, are integer

@@ -49,10 +49,10 @@ def _value(value: Any, unit: str) -> str:
     return f"{ms(value)} ms"
 
 
-def regression_section(comparisons: Sequence[Row], baseline: str) -> list[str]:
-    """Regressions against the baseline, worst first; a one-line all-clear when none."""
+def regression_section(comparisons: Sequence[Row], saved_run: str) -> list[str]:
+    """Regressions against the saved run, worst first; a one-line all-clear when none."""
     regressed = [c for c in comparisons if c["classification"] == "regression"]
-    head = f"### Regressions vs {_code(baseline)}"
+    head = f"### Regressions vs {_code(saved_run)}"
     if not regressed:
         return [head, "", f"No regressions ({counts(comparisons)}).", ""]
     rows = []
@@ -74,7 +74,7 @@ def regression_section(comparisons: Sequence[Row], baseline: str) -> list[str]:
     return [
         head,
         "",
-        f"**{len(regressed)} test(s) slower than the baseline** ({counts(comparisons)}).",
+        f"**{len(regressed)} test(s) slower than the saved run** ({counts(comparisons)}).",
         "",
         *_table(header, rows, [False, False, True, True, True, True]),
         "",
@@ -172,17 +172,17 @@ def render(
     results: Sequence[Row],
     environment: Row,
     *,
-    baseline: str | None = None,
+    saved_run: str | None = None,
     env_differences: str = "",
 ) -> str:
-    """The whole summary. ``baseline`` (a path) adds the regression sections first."""
+    """The whole summary. ``saved_run`` (a path) adds the regression sections first."""
     lines = ["## pytest-latency", ""]
     measured = [r for r in results if not r.get("kind")]
     comparisons = [r["regression"] for r in measured if r.get("regression")]
-    if baseline is not None:
-        lines += regression_section(comparisons, baseline)
+    if saved_run is not None:
+        lines += regression_section(comparisons, saved_run)
         if env_differences:
-            lines += [f"⚠️ The environment differs from the baseline: {env_differences}.", ""]
+            lines += [f"⚠️ The environment differs from the saved run's: {env_differences}.", ""]
         if comparisons:
             lines += comparison_details(comparisons)
     lines += verdict_section(measured)

@@ -8,7 +8,7 @@ process.
 
 One measurement is three panels: the latency histogram, the tail (share of samples at or over
 each latency, log scale: a percentile target is a point the curve must pass to the left of) and
-every sample in completion order (stalls and drift). A baseline run is overlaid in grey.
+every sample in completion order (stalls and drift). A saved run is overlaid in grey.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'pytest-latency[report]'  (or: pip install matplotlib)"
 COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INCONCLUSIVE": "#9a6700"}
-THIS_RUN, BASELINE = "#0969da", "#6e7781"
+THIS_RUN, SAVED_RUN = "#0969da", "#6e7781"
+REFERENCE = SAVED_RUN  # the side compared against is grey, saved run or reference model
 DPI = 100
 Row = Mapping[str, Any]
 
@@ -75,11 +76,11 @@ def latency_targets(result: Row) -> list[Row]:
     ]
 
 
-def use_log_x(result: Row, baseline: Row | None = None) -> bool:
+def use_log_x(result: Row, saved: Row | None = None) -> bool:
     """Log latency axis when the tail needs it: p99 over 3x p50, the maximum over 10x p50, or
     a target that far from the median (a linear axis would squash the body into one bin)."""
     ratios = []
-    for r in (result, baseline):
+    for r in (result, saved):
         if not r or not r.get("n"):
             continue
         pct = r.get("percentiles_ms") or {}
@@ -143,14 +144,14 @@ def _hist(ax: Axes, runs: Sequence[tuple[str, str, Any]], targets: Sequence[Row]
     for label, colour, ms in runs:
         counts, _ = np.histogram(ms, bins=edges)
         share = counts / max(len(ms), 1) * 100
-        baseline = colour == BASELINE
+        saved = colour == SAVED_RUN
         ax.stairs(
             share,
             edges,
-            fill=not baseline,
+            fill=not saved,
             color=colour,
-            alpha=0.9 if baseline else 0.45,
-            linewidth=1.5 if baseline else 1.0,
+            alpha=0.9 if saved else 0.45,
+            linewidth=1.5 if saved else 1.0,
             label=label,
         )
     pad = (hi - lo) * 0.04
@@ -288,13 +289,13 @@ def _series(ax: Axes, result: Row, log_x: bool) -> None:
 
 
 def draw_measurement(
-    fig: Figure | SubFigure, result: Row, baseline: Row | None = None, title: bool = True
+    fig: Figure | SubFigure, result: Row, saved: Row | None = None, title: bool = True
 ) -> None:
     """Draw one measurement's three panels on `fig` (a figure or a subfigure)."""
-    log_x = use_log_x(result, baseline)
+    log_x = use_log_x(result, saved)
     runs = [("this run", THIS_RUN, _ms(result))]
-    if baseline is not None:
-        runs.insert(0, ("baseline", BASELINE, _ms(baseline)))
+    if saved is not None:
+        runs.insert(0, ("saved run", SAVED_RUN, _ms(saved)))
     targets = latency_targets(result)
     x_range = _x_range([ms for _, _, ms in runs], targets, log_x)
     hist_ax, tail_ax, series_ax = fig.subplots(1, 3, width_ratios=[1, 1.25, 1])
@@ -316,24 +317,24 @@ def draw_measurement(
         )
 
 
-def measurement_figure(result: Row, baseline: Row | None = None, title: bool = True) -> Figure:
+def measurement_figure(result: Row, saved: Row | None = None, title: bool = True) -> Figure:
     """One measurement as a 13 x 4 inch figure (histogram, tail, time series)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 5.0 if title else 4.7), dpi=DPI, layout="constrained")
-    draw_measurement(fig, result, baseline, title=title)
+    draw_measurement(fig, result, saved, title=title)
     return fig
 
 
-def runs_figure(results: Sequence[Row], baselines: Sequence[Row | None]) -> Figure:
+def runs_figure(results: Sequence[Row], saved_runs: Sequence[Row | None]) -> Figure:
     """Every measurement stacked, one row each (``pytest-latency plot -o runs.png``)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 5.2 * len(results)), dpi=DPI, layout="constrained")
     grid = fig.subfigures(len(results), 1, squeeze=False)
     rows: list[Any] = list(grid[:, 0])  # squeeze=False: always a 2-D array
-    for sub, result, baseline in zip(rows, results, baselines, strict=True):
-        draw_measurement(sub, result, baseline)
+    for sub, result, saved in zip(rows, results, saved_runs, strict=True):
+        draw_measurement(sub, result, saved)
     return fig
 
 

@@ -18,7 +18,7 @@ NEVER = "def test_never(): raise AssertionError('must not run')"
 OUTPUT_OPTIONS = [
     ("--latency-json", "latency_json", "latency.json"),
     ("--latency-html", "latency_html", "latency.html"),
-    ("--latency-save", "latency_save", "baseline.json"),
+    ("--latency-save", "latency_save", "saved.json"),
     ("--latency-markdown", "latency_markdown", "latency.md"),
     ("--latency-benchmark-json", "latency_benchmark_json", "latency-bench.json"),
 ]
@@ -130,7 +130,7 @@ def test_a_negative_seed_is_a_collection_error_before_anything_is_measured(
 # -- --latency-compare=FILE -------------------------------------------------------------------
 
 
-def baseline_document() -> dict[str, Any]:
+def saved_run_document() -> dict[str, Any]:
     """A minimal saved run of the right shape (what `pytest --latency-save` writes, trimmed)."""
     return {
         "schema": "pytest-latency/1",
@@ -223,10 +223,10 @@ SHAPES = [
 
 
 @pytest.mark.parametrize(("edit", "message"), SHAPES)
-def test_a_baseline_of_the_wrong_shape_is_a_usage_error_naming_the_file_and_the_field(
+def test_a_saved_run_of_the_wrong_shape_is_a_usage_error_naming_the_file_and_the_field(
     pytester: pytest.Pytester, edit: Callable[[dict[str, Any]], None], message: str
 ) -> None:
-    doc = baseline_document()
+    doc = saved_run_document()
     edit(doc)
     (pytester.path / "base.json").write_text(json.dumps(doc))
     pytester.makepyfile(NEVER)
@@ -234,13 +234,13 @@ def test_a_baseline_of_the_wrong_shape_is_a_usage_error_naming_the_file_and_the_
     assert_usage_error(result, f"--latency-compare: {message}")
 
 
-def test_a_baseline_of_the_right_shape_is_accepted(pytester: pytest.Pytester) -> None:
-    (pytester.path / "base.json").write_text(json.dumps(baseline_document()))
+def test_a_saved_run_of_the_right_shape_is_accepted(pytester: pytest.Pytester) -> None:
+    (pytester.path / "base.json").write_text(json.dumps(saved_run_document()))
     pytester.makepyfile("def test_plain(): pass")
     pytester.runpytest("--latency-compare=base.json").assert_outcomes(passed=1)
 
 
-def test_a_baseline_path_that_is_a_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
+def test_a_saved_run_path_that_is_a_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.mkdir("base.json")
     pytester.makepyfile(NEVER)
     result = pytester.runpytest("--latency-compare=base.json")
@@ -252,9 +252,9 @@ def test_a_baseline_path_that_is_a_folder_is_a_usage_error(pytester: pytest.Pyte
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read a file whatever its mode")
-def test_an_unreadable_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:
+def test_an_unreadable_saved_run_is_a_usage_error(pytester: pytest.Pytester) -> None:
     path = pytester.path / "base.json"
-    path.write_text(json.dumps(baseline_document()))
+    path.write_text(json.dumps(saved_run_document()))
     path.chmod(0)
     pytester.makepyfile(NEVER)
     try:
@@ -271,7 +271,7 @@ def test_an_unreadable_baseline_is_a_usage_error(pytester: pytest.Pytester) -> N
         (b"\xff\xfe\x00binary", "base.json: not JSON (not UTF-8 text: *)"),
     ],
 )
-def test_a_baseline_that_is_not_json_is_a_usage_error(
+def test_a_saved_run_that_is_not_json_is_a_usage_error(
     pytester: pytest.Pytester, content: bytes, message: str
 ) -> None:
     (pytester.path / "base.json").write_bytes(content)

@@ -145,18 +145,18 @@ def test_latency_axis_turns_logarithmic_only_when_the_tail_needs_it() -> None:
     assert plots.measurement_figure(tight).axes[1].get_xscale() == "linear"
 
 
-def test_baseline_run_is_overlaid_and_its_percentiles_compared() -> None:
+def test_saved_run_is_overlaid_and_its_percentiles_compared() -> None:
     fig = plots.measurement_figure(FAST, BEFORE_FAST)
     for ax in fig.axes[:2]:  # histogram and tail
         labels = [h.get_label() for h in ax.get_legend_handles_labels()[0]]
-        assert "baseline" in labels
+        assert "saved run" in labels
         assert "this run" in labels
 
-    html = render_html(report(FAST, SLOW), report(BEFORE_FAST), baseline_name="before.json")
-    assert "baseline: before.json (1 of 2 measurement(s) matched by test id and name)" in html
+    html = render_html(report(FAST, SLOW), report(BEFORE_FAST), saved_name="before.json")
+    assert "saved run: before.json (1 of 2 measurement(s) matched by test id and name)" in html
     fast = section(html, "test_m.py::test_fast")
     change = (FAST["percentiles_ms"]["p50"] / BEFORE_FAST["percentiles_ms"]["p50"]) - 1
-    assert "baseline ms" in fast
+    assert "saved run ms" in fast
     assert f"{change:+.1%}" in fast
     assert "no measurement with this test id" in section(html, "test_m.py::test_slow")
     assert '<span class="PASS">improvement</span>' in fast  # ~1.15 ms against ~2.3 ms
@@ -246,7 +246,7 @@ def test_option_without_matplotlib_is_a_usage_error_naming_the_install(
     result.stderr.fnmatch_lines(["*--latency-html need matplotlib*pip install*[report]*"])
 
 
-def test_option_overlays_the_latency_compare_baseline_and_tabulates_the_change(
+def test_option_overlays_the_latency_compare_saved_run_and_tabulates_the_change(
     pytester: pytest.Pytester,
 ) -> None:
     slower = measured("test_two.py::test_fast", RNG.uniform(2, 3, 400), "sorted", p50_ms=50)
@@ -256,12 +256,12 @@ def test_option_overlays_the_latency_compare_baseline_and_tabulates_the_change(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["latency HTML report written to r.html"])
     html = (pytester.path / "r.html").read_text()
-    assert "baseline: before.json (1 of 2 measurement(s) matched by test id and name)" in html
-    assert "<th>vs baseline</th>" in html  # the overview's column
+    assert "saved run: before.json (1 of 2 measurement(s) matched by test id and name)" in html
+    assert "<th>vs saved run</th>" in html  # the overview's column
     fast = section(html, "test_two.py::test_fast")
-    assert "<b>vs baseline</b> (threshold &plusmn;10%)" in fast
+    assert "<b>vs saved run</b> (threshold &plusmn;10%)" in fast
     assert '<span class="PASS">improvement</span>' in fast  # sorted() is far under 2 ms
-    assert "baseline ms" in fast
+    assert "saved run ms" in fast
     impossible = section(html, "test_two.py::test_impossible")
     assert "no measurement with this test id and name" in impossible
     assert '<span class="muted">new</span>' in html
@@ -296,13 +296,13 @@ def test_plot_draws_one_row_per_measurement_in_the_format_of_the_extension(
     assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 2
 
 
-def test_plot_to_html_renders_the_report_with_the_baseline(
+def test_plot_to_html_renders_the_report_with_the_saved_run(
     runs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     before, after = runs
     assert main(["plot", str(before), str(after), "-o", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
-    assert f"baseline: {before} (1 of 2 measurement(s) matched by test id and name)" in html
+    assert f"saved run: {before} (1 of 2 measurement(s) matched by test id and name)" in html
     assert len(images(html)) == 2
 
 

@@ -36,6 +36,7 @@ def test_everything_a_test_touches_is_importable_from_the_package() -> None:
         "SloFailure",
         "Spec",
         "Result",
+        "LatencyReport",
     ):
         assert name in pytest_latency.__all__
         assert getattr(pytest_latency, name).__name__ == name

@@ -94,7 +94,7 @@ def test_a_clear_slowdown_is_a_regression_with_ratio_and_bounds() -> None:
     assert p50.upper is not None
     assert 1.1 < p50.lower < p50.ratio < p50.upper  # type: ignore[operator]
     assert p50.alpha == pytest.approx(0.025)  # 5 % split over the two percentiles
-    assert change.summary().startswith("REGRESSION: p50 is slower than the baseline by more than")
+    assert change.summary().startswith("REGRESSION: p50 is slower than the saved run by more than")
 
 
 def test_the_tests_own_regression_keyword_overrides_the_session_threshold() -> None:
@@ -114,19 +114,19 @@ def test_a_result_without_counterpart_is_new_and_one_without_samples_inconclusiv
     assert "no raw samples" in empty.summary()
 
 
-def test_baseline_pairs_results_by_nodeid_and_name_in_order() -> None:
+def test_saved_run_pairs_results_by_nodeid_and_name_in_order() -> None:
     saved = [
         _result([1_000_000] * 500, name="a"),
         _result([2_000_000] * 500, name="a"),
         _result([1_000_000] * 500, nodeid="test_x.py::test_gone"),
         {"kind": "accuracy", "nodeid": "test_x.py::test_f", "name": "accuracy"},
     ]
-    baseline = SavedRun(saved, {})
+    saved_run = SavedRun(saved, {})
     now = [_result([1_000_000] * 500, name="a"), _result([2_000_000] * 500, name="a")]
     now.append(_result([1_000_000] * 500, name="b"))
-    changes = baseline.compare(now)
+    changes = saved_run.compare(now)
     assert [c.classification for c in changes] == [NO_CHANGE, NO_CHANGE, NEW]
-    assert baseline.missing(now) == ["test_x.py::test_gone (f)"]
+    assert saved_run.missing(now) == ["test_x.py::test_gone (f)"]
 
 
 def test_environment_differences_name_the_fields_and_skip_test_tooling() -> None:

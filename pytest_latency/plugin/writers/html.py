@@ -39,7 +39,7 @@ def saved_run_of(config: pytest.Config) -> tuple[dict[str, Any] | None, str | No
         from ...core.regression import describe_differences
 
         notes.append(
-            "warning: the environment differs from the baseline's: "
+            "warning: the environment differs from the saved run's: "
             + describe_differences(state.differences)
         )
     return report, state.path, notes
@@ -53,5 +53,5 @@ def write(config: pytest.Config) -> None:
     from ...report.html import write_html
 
     saved, saved_path, notes = saved_run_of(config)
-    write_html(path, run_report(config), saved, baseline_name=saved_path, notes=notes)
+    write_html(path, run_report(config), saved, saved_name=saved_path, notes=notes)
     gathered(config).written["html"] = f"latency HTML report written to {path}"

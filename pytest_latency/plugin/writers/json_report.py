@@ -22,4 +22,4 @@ def write(config: pytest.Config) -> None:
         gathered(config).written["json"] = f"latency JSON written to {settings.json_path}"
     if settings.save_path:
         write_report(settings.save_path, report)
-        gathered(config).written["save"] = f"latency baseline saved to {settings.save_path}"
+        gathered(config).written["save"] = f"latency run saved to {settings.save_path}"

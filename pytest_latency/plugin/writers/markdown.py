@@ -31,7 +31,7 @@ def write(config: pytest.Config) -> None:
         text = markdown.render(
             report["results"],
             state.environment,
-            baseline=state.path,
+            saved_run=state.path,
             env_differences=describe_differences(state.differences),
         )
     else:

@@ -106,10 +106,10 @@ def regressions(config: pytest.Config, tr: Any, state: SavedRunState, verbosity:
         tr.write_line("no regressions" + ("" if only is None else "; -v lists every row"))
     missing = state.run.missing(results)
     if missing and verbosity >= 0:
-        tr.write_line(f"{len(missing)} baseline result(s) not measured in this run")
+        tr.write_line(f"{len(missing)} saved run result(s) not measured in this run")
     if state.differences:
         tr.write_line(
-            "warning: the environment differs from the baseline's, so latencies may not "
+            "warning: the environment differs from the saved run's, so latencies may not "
             f"be comparable: {describe_differences(state.differences)} "
             "(--latency-compare-strict refuses such comparisons)",
             yellow=True,

@@ -1,8 +1,8 @@
 """CI merge gating: --latency-save, --latency-compare, --latency-fail-on-regression,
 --latency-compare-strict and --latency-markdown.
 
-A real regression would need a slower callable and a noisy wait; instead the baseline is a
-real saved run whose samples are then scaled down (the baseline "was" 10x faster), which makes
+A real regression would need a slower callable and a noisy wait; instead the saved run is a
+real saved run whose samples are then scaled down (the saved run "was" 10x faster), which makes
 this run a regression far beyond the run-to-run noise of a shared machine.
 """
 
@@ -32,7 +32,7 @@ def test_lenient(latency):
 )
 
 
-def save_baseline(
+def save_run(
     pytester: pytest.Pytester,
     scale: float,
     env: dict[str, Any] | None = None,
@@ -74,7 +74,7 @@ def test_save_writes_the_json_document_with_raw_samples_beside_latency_json(
     pytester.mkdir("out")
     result = pytester.runpytest("--latency-save=out/base.json", "--latency-json=run.json")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["latency baseline saved to out/base.json"])
+    result.stdout.fnmatch_lines(["latency run saved to out/base.json"])
     saved = json.loads((pytester.path / "out" / "base.json").read_text())
     run = json.loads((pytester.path / "run.json").read_text())
     assert saved["schema"] == run["schema"] == "pytest-latency/1"
@@ -87,17 +87,17 @@ def test_regression_beyond_the_threshold_fails_the_test_with_the_change_table(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_fast=FAST)
-    save_baseline(pytester, scale=1 / 10)
+    save_run(pytester, scale=1 / 10)
     result = pytester.runpytest("--latency-compare=base.json", "--latency-fail-on-regression=10%")
     result.assert_outcomes(failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
-            "*REGRESSION: p50 is slower than the baseline by more than 10% with 95% "
+            "*REGRESSION: p50 is slower than the saved run by more than 10% with 95% "
             "confidence (ratio *x, bounds ?*x, *x?; p50 * ms -> * ms; n=* vs *)",
             "*test *percentile*before ms*after ms*ratio ?bounds?*threshold*change",
             "*test_fast.py::test_fast*p50*x ?*?*+/-10%*regression",
-            "*baseline: base.json; threshold +/-10%*",
+            "*saved run: base.json; threshold +/-10%*",
             "*= latency regressions vs base.json: 1 regression =*",
             "test_fast.py::test_fast*p50*regression",
             "legend: ratio = after / before*",
@@ -109,12 +109,12 @@ def test_without_fail_on_regression_a_regression_is_reported_but_passes(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_fast=FAST)
-    save_baseline(pytester, scale=1 / 10)
+    save_run(pytester, scale=1 / 10)
     result = pytester.runpytest("--latency-compare=base.json")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "latency baseline: compare=base.json (threshold 10%, fail on regression: no, "
+            "latency saved run: compare=base.json (threshold 10%, fail on regression: no, "
             "strict environment: no)",
             "*= latency regressions vs base.json: 1 regression =*",
         ]
@@ -125,7 +125,7 @@ def test_the_markers_regression_keyword_overrides_the_threshold(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_two=TWO)
-    save_baseline(pytester, scale=1 / 10, scales={"test_lenient": 1 / 3})
+    save_run(pytester, scale=1 / 10, scales={"test_lenient": 1 / 3})
     result = pytester.runpytest(
         "--latency-compare=base.json", "--latency-fail-on-regression=10%", "-v"
     )
@@ -136,11 +136,11 @@ def test_the_markers_regression_keyword_overrides_the_threshold(
     result.stdout.fnmatch_lines(["test_two.py::test_lenient*p50*+/-1000%*no change"])
 
 
-def test_a_test_missing_from_the_baseline_is_new_and_never_fails(
+def test_a_test_missing_from_the_saved_run_is_new_and_never_fails(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_fast=FAST)
-    save_baseline(pytester, scale=1.0)
+    save_run(pytester, scale=1.0)
     pytester.makepyfile(
         test_other="""
         import pytest
@@ -158,14 +158,14 @@ def test_a_test_missing_from_the_baseline_is_new_and_never_fails(
         [
             "*= latency regressions vs base.json: 1 new =*",
             "test_other.py::test_added*-*new",
-            "1 baseline result(s) not measured in this run",
+            "1 saved run result(s) not measured in this run",
         ]
     )
 
 
 def test_the_junit_properties_carry_the_classification(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_fast=FAST)
-    save_baseline(pytester, scale=1 / 10)
+    save_run(pytester, scale=1 / 10)
     result = pytester.runpytest("--latency-compare=base.json", "--junit-xml=junit.xml")
     result.assert_outcomes(passed=1)
     assert (
@@ -203,18 +203,18 @@ def test_a_differing_environment_is_reported_and_refused_when_strict(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_fast=FAST)
-    save_baseline(pytester, scale=1.0, env={"cpu_model": "Imaginary CPU 9000", "cpu_count": 512})
+    save_run(pytester, scale=1.0, env={"cpu_model": "Imaginary CPU 9000", "cpu_count": 512})
     lenient = pytester.runpytest("--latency-compare=base.json")
     lenient.assert_outcomes(passed=1)
     lenient.stdout.fnmatch_lines(
-        ["warning: the environment differs from the baseline's*cpu_model 'Imaginary CPU 9000' ->*"]
+        ["warning: the environment differs from the saved run's*cpu_model 'Imaginary CPU 9000' ->*"]
     )
     strict = pytester.runpytest("--latency-compare=base.json", "--latency-compare-strict")
     assert strict.ret == pytest.ExitCode.USAGE_ERROR
     strict.stderr.fnmatch_lines(
         [
-            "*--latency-compare-strict: this run's environment differs from the baseline base.json "
-            "in cpu_model, cpu_count (*"
+            "*--latency-compare-strict: this run's environment differs from the saved run "
+            "base.json in cpu_model, cpu_count (*"
         ]
     )
 
@@ -223,7 +223,7 @@ def test_markdown_summary_lists_regressions_first_and_appends_to_the_step_summar
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_fast=FAST)
-    save_baseline(pytester, scale=1 / 10)
+    save_run(pytester, scale=1 / 10)
     step = pytester.path / "step_summary.md"
     step.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
@@ -244,7 +244,7 @@ def test_markdown_summary_lists_regressions_first_and_appends_to_the_step_summar
     assert step.read_text() == "earlier step\n\n" + text
 
 
-def test_markdown_without_a_baseline_has_the_verdicts_and_environment_only(
+def test_markdown_without_a_saved_run_has_the_verdicts_and_environment_only(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
