@@ -49,4 +49,9 @@ def test_ci_runs_lint_tests_and_the_cheap_envs() -> None:
     steps = [
         ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and ln[0] != "#"
     ]
-    assert steps[-3:] == ["./dev lint", "./dev test", ".venv/bin/tox -e pytest-min,pytest-latest"]
+    assert steps[-4:] == [
+        "./dev lint",
+        "./dev test",
+        ".venv/bin/python -m reference_system.serving.leaks",
+        ".venv/bin/tox -e pytest-min,pytest-latest",
+    ]
