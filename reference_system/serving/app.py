@@ -238,9 +238,8 @@ class OptimisedBackend:
 
 class AsyncOptimisedBackend:
     """The same path on asyncio: ``redis.asyncio`` and ``tritonclient.grpc.aio``, awaited on
-    uvicorn's event loop: no thread-pool hop per request. (On the 2-core development VM it
-    measured the same as the blocking variant, 13.8 vs 13.6 ms p50 for misses at 20 rps:
-    there the cores, not the front, set the pace.)
+    uvicorn's event loop: no thread-pool hop per request. (On 2 cores it measured the same as
+    the blocking variant: docs/serving.md.)
 
     The clients are made by `connect` inside the running loop (gRPC's asyncio channel belongs
     to the loop that made it), at application start-up.
