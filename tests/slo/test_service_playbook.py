@@ -257,16 +257,30 @@ def test_on_cpu_the_triton_hop_adds_at_least_half_the_models_time(
     tag = uuid.uuid4().hex[:8]
     unique = (f"{t} [hop {tag} {i}]" for i, t in enumerate(itertools.cycle(review_texts)))
     client = Client(service_url, unique)
+    texts = itertools.cycle(review_texts)
+    # A B B A: the two measurements alternate, so a drift of the shared host (one CI run saw
+    # the in-process model at twice its usual time for a minute) hits both sides alike.
+    stages, alone = [], []
     try:
-        triton = latency(client, name="Triton front, all misses")
+        for side in ("triton", "model", "model", "triton"):
+            if side == "triton":
+                result = latency(client, name=f"Triton front, all misses ({len(stages) + 1})")
+                stages.append(result.stages_ms["inference"]["p50"])
+            else:
+                result = latency(
+                    lambda: int8.predict([next(texts)]),
+                    name=f"the same model in-process ({len(alone) + 1})",
+                )
+                alone.append(result.percentile_ms(0.5))
     finally:
         client.close()
-    texts = itertools.cycle(review_texts)
-    model = latency(lambda: int8.predict([next(texts)]), name="the same model in-process")
-    inference, alone = triton.stages_ms["inference"]["p50"], model.percentile_ms(0.5)
-    hop = inference - alone
-    facts = f"Triton's inference stage p50 {inference:.2f} ms, the model in-process {alone:.2f} ms"
-    assert hop >= 0.5 * alone, f"the hop ({hop:.2f} ms) is under half the model's time: {facts}"
+    inference, model = sum(stages) / 2, sum(alone) / 2
+    hop = inference - model
+    facts = (
+        f"Triton's inference stage p50 {stages[0]:.2f} / {stages[1]:.2f} ms, the model "
+        f"in-process {alone[0]:.2f} / {alone[1]:.2f} ms"
+    )
+    assert hop >= 0.5 * model, f"the hop ({hop:.2f} ms) is under half the model's time: {facts}"
 
 
 @pytest.fixture
