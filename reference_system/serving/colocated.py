@@ -133,7 +133,7 @@ class ColocatedBackend:
         while True:
             now = time.monotonic_ns()
             if now - self._last_request_ns > window_ns:
-                await asyncio.sleep(period_ns / 1e9)  # no traffic: stay cold, look again
+                await asyncio.sleep(0.1)  # no traffic: stay cold, look again in 100 ms
                 continue
             idle_ns = now - self._last_run_ns
             if idle_ns >= period_ns:
