@@ -62,6 +62,8 @@ class Comparison:
     rounds: int
     max_error_rate: float = 0.0
     problems: tuple[str, ...] = ()
+    settle_s: float = 0.0
+    block_warmup: int = 0
 
     @property
     def passed(self) -> bool:
@@ -112,7 +114,14 @@ class Comparison:
             f"{head} (speed-up {self.ratio:.2f}x, bounds [{lo}, {hi}]; {label} "
             f"{self.quantile_ms('reference'):.3f} ms vs {self.quantile_ms('candidate'):.3f} ms; "
             f"n={self.reference.n}+{self.candidate.n} in {self.rounds} rounds of "
-            f"{self.block}-call blocks)"
+            f"{self.block}-call blocks"
+            + (f", {self.settle_s:g} s unmeasured pause before each" if self.settle_s else "")
+            + (
+                f", each block's first {self.block_warmup} calls unmeasured"
+                if self.block_warmup
+                else ""
+            )
+            + ")"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +143,8 @@ class Comparison:
             "looks": self.looks,
             "block": self.block,
             "rounds": self.rounds,
+            "settle_s": self.settle_s,
+            "block_warmup": self.block_warmup,
             "baseline_q_ms": self.quantile_ms("reference") if self.reference.n else None,
             "candidate_q_ms": self.quantile_ms("candidate") if self.candidate.n else None,
             "n": [self.reference.n, self.candidate.n],
@@ -197,6 +208,8 @@ def compare(
     names: tuple[str, str] = ("reference", "candidate"),
     clock: Clock = time.perf_counter_ns,
     loop: asyncio.AbstractEventLoop | None = None,
+    settle_s: float = 0.0,
+    block_warmup: int = 0,
 ) -> Comparison:
     """Measure both callables, alternating blocks, and decide the speed-up at `quantile`.
 
@@ -205,6 +218,17 @@ def compare(
     callables are awaited on `loop` (one is made for the call when none is given). Either
     side raising on more than ``max_error_rate`` of its calls, or a call that hangs, is a
     FAIL whatever the speed-up: a candidate that fails on its slow inputs is not faster.
+
+    `settle_s` is an unmeasured pause before every block after the first: a side that keeps
+    working after its last call (a server's keep-warm loop, a background flush, a cooling
+    cache) stops before the other side's block starts, instead of stealing its CPU -- a bias
+    in whichever side leaves the work behind. The pause counts against ``max_time_s``.
+
+    `block_warmup` calls open every block (after the pause) and are not timed: each side
+    comes back to its block after the other side's, cold in ways steady traffic never is
+    (caches, connection state, a keep-warm loop that stopped), and those first calls would
+    otherwise weigh on a tail quantile as a per-block artefact. Their errors and hung calls
+    still count.
     """
     if not 0 < quantile < 1:
         raise SpecError(f"quantile={quantile!r} is not valid; expected a number in (0, 1)")
@@ -212,6 +236,23 @@ def compare(
         raise SpecError(f"min_speedup={min_speedup!r} is not valid; expected a number > 0")
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise SpecError(f"block={block!r} is not valid; expected a positive integer")
+    if (
+        isinstance(settle_s, bool)
+        or not isinstance(settle_s, (int, float))
+        or not 0 <= settle_s <= 60
+    ):
+        raise SpecError(
+            f"settle_s={settle_s!r} is not valid; expected a pause in seconds from 0 to 60"
+        )
+    if (
+        isinstance(block_warmup, bool)
+        or not isinstance(block_warmup, int)
+        or not 0 <= block_warmup <= 10_000
+    ):
+        raise SpecError(
+            f"block_warmup={block_warmup!r} is not valid; expected a whole number of calls "
+            "from 0 to 10000"
+        )
     spec = (spec or Spec(p99_ms=1e9)).resolved({})
     confidence = spec.confidence or 0.95
     max_samples = spec.max_samples or 200_000
@@ -236,6 +277,8 @@ def compare(
             deadline,
             confidence,
             max_samples,
+            float(settle_s),
+            block_warmup,
         )
     finally:
         if own_loop is not None:
@@ -257,6 +300,8 @@ def _compare(
     deadline: int,
     confidence: float,
     max_samples: int,
+    settle_s: float = 0.0,
+    block_warmup: int = 0,
 ) -> Comparison:
     hard = deadline + grace_ns(spec)
     drivers = []
@@ -294,6 +339,27 @@ def _compare(
         ):
             order = (0, 1) if rounds % 2 == 0 else (1, 0)
             for i in order:
+                if settle_s and (rounds or i != order[0]):
+                    pause_ns = min(int(settle_s * 1e9), deadline - clock())
+                    if pause_ns <= 0:
+                        break
+                    time.sleep(pause_ns / 1e9)
+                if block_warmup:
+                    if spec.rate_rps:
+                        warm_block = _open_loop_block(
+                            drivers[i].call,
+                            spec,
+                            block_warmup,
+                            _WARM_SEED_OFFSET + 2 * rounds + i,
+                            deadline,
+                            hard,
+                            clock,
+                        )
+                    else:
+                        warm_block = run_guarded(drivers[i], block_warmup, deadline)
+                    errors[i] += warm_block.errors
+                    first_error[i] = first_error[i] or warm_block.first_error
+                    hung[i] += warm_block.hung
                 if gc_off:
                     gc.disable()
                 try:
@@ -362,10 +428,13 @@ def _compare(
         rounds,
         spec.max_error_rate,
         problems,
+        settle_s,
+        block_warmup,
     )
 
 
 _DRAIN_NS = 1_000_000_000
+_WARM_SEED_OFFSET = 1_000_003  # the untimed opening of a block gets a schedule of its own
 
 
 def _open_loop_block(

@@ -118,17 +118,31 @@ class LatencyFixture:
         block: int = 50,
         names: tuple[str, str] | None = None,
         slo: Spec | Mapping[str, Any] | None = None,
+        settle_s: float = 0.0,
+        block_warmup: int = 0,
         **kwargs: Any,
     ) -> Comparison:
         """A relative SLO: `candidate` at least `min_speedup` times faster than `reference`
         at `quantile`, both measured in this run in alternating blocks of `block` calls. The
         candidate comes first, as in ``accuracy_gate(candidate, reference, ...)``; `names`
-        labels the two in the same order.
+        labels the two in the same order; `settle_s` pauses, unmeasured, before each block
+        after the first, so what one side leaves running (a keep-warm loop) stops before the
+        other side is timed; the first `block_warmup` calls of each block are not timed.
 
             comparison = latency.speedup(int8.predict, fp32.predict, texts, min_speedup=2)
         """
         return self._speedup(
-            candidate, reference, args, kwargs, min_speedup, quantile, block, names, slo
+            candidate,
+            reference,
+            args,
+            kwargs,
+            min_speedup,
+            quantile,
+            block,
+            names,
+            slo,
+            settle_s,
+            block_warmup,
         )
 
     def compare(
@@ -141,6 +155,8 @@ class LatencyFixture:
         block: int = 50,
         names: tuple[str, str] | None = None,
         slo: Spec | Mapping[str, Any] | None = None,
+        settle_s: float = 0.0,
+        block_warmup: int = 0,
         **kwargs: Any,
     ) -> Comparison:
         """Deprecated: `speedup` with the sides the other way round (the reference first,
@@ -154,7 +170,17 @@ class LatencyFixture:
         )
         flipped = (names[1], names[0]) if names else None
         return self._speedup(
-            candidate, baseline, args, kwargs, min_speedup, quantile, block, flipped, slo
+            candidate,
+            baseline,
+            args,
+            kwargs,
+            min_speedup,
+            quantile,
+            block,
+            flipped,
+            slo,
+            settle_s,
+            block_warmup,
         )
 
     def _speedup(
@@ -168,6 +194,8 @@ class LatencyFixture:
         block: int,
         names: tuple[str, str] | None,
         slo: Spec | Mapping[str, Any] | None,
+        settle_s: float = 0.0,
+        block_warmup: int = 0,
     ) -> Comparison:
         plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
         loop = self._loop_for(reference) or self._loop_for(candidate)
@@ -186,6 +214,8 @@ class LatencyFixture:
             block=block,
             names=(reference_name, candidate_name),
             loop=loop,
+            settle_s=settle_s,
+            block_warmup=block_warmup,
         )
         self.results.append(result)
         self._record(result)

@@ -105,9 +105,9 @@ def saved_run_changes(
 
 def _measurement(index: int, result: Row, saved: Row | None, change: Row | None) -> str:
     outcome = result.get("outcome")
+    shown = f" ({outcome})" if outcome in ("xfailed", "skipped") else ""
     parts = [
-        f'<h3 id="m{index}">{esc(label(result))} '
-        f"{verdict(result['decision'], f' ({outcome})' if outcome == 'xfailed' else '')}</h3>",
+        f'<h3 id="m{index}">{esc(label(result))} {verdict(result["decision"], shown)}</h3>',
         f'<p class="summary {esc(result["decision"])}">{esc(result.get("summary", ""))}</p>',
         facts_line(result),
     ]

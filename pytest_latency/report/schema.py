@@ -238,6 +238,8 @@ class Comparison(TypedDict):
     looks: int
     block: int
     rounds: int
+    settle_s: NotRequired[float]  # unmeasured pause before each block (0: none)
+    block_warmup: NotRequired[int]  # untimed calls opening each block (0: none)
     baseline_q_ms: float | None  # the reference's quantile
     candidate_q_ms: float | None
     n: list[int]  # [reference, candidate]

@@ -8,6 +8,10 @@ from typing import Any
 
 from ..core.verdict import HIGHER_IS_BETTER, INFO_METRICS
 
+# Test outcomes shown beside a verdict that the test did not enforce as such: an expected
+# failure, or a test that skipped itself after measuring (e.g. a host found busy).
+_SHOWN = ("xfailed", "skipped")
+
 Row = Mapping[str, Any]
 
 
@@ -156,7 +160,7 @@ def summary_rows(results: Sequence[Row], verbose: bool = False) -> list[str]:
                 f"[{_num(b[0], 'ms')}, {_num(b[1], 'ms')}]",
                 _binding_text(binding),
                 _pct(binding["margin"]) if binding else "-",
-                r["decision"] + (f" ({r['outcome']})" if r.get("outcome") == "xfailed" else ""),
+                r["decision"] + (f" ({r['outcome']})" if r.get("outcome") in _SHOWN else ""),
             ]
         )
         if verbose:

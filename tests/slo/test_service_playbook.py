@@ -31,6 +31,12 @@ OFFERED_RPS = 20  # the same offered load for every stack
 # No CUDA device here: Triton runs the model on the CPU, behind its gRPC and Python-backend hop.
 CPU_ONLY = not Path("/dev/nvidiactl").exists()
 REPEAT_RATIO = 0.5  # share of requests that repeat a popular review
+# The co-located front keeps its weights warm for 1 s after its last request
+# (colocated.KEEP_WARM_WINDOW_S); same-run comparisons pause this long before each block.
+KEEP_WARM_SETTLE_S = 1.2
+# ... and leave the first requests of each block untimed: a front that comes back after the
+# other's 5-s block (and the pause) starts cold, which steady 20 rps traffic never does.
+BLOCK_WARMUP = 5
 
 
 def workload(texts: Sequence[str], repeat_ratio: float, seed: int = 7) -> Iterator[str]:
@@ -153,12 +159,16 @@ def test_triton_service_p99_at_the_same_load(latency, service_url, client_for):
 
 # The playbook's claim on the CPU deployment, as a plain test. At least 1,000 samples (at 348
 # the p99 upper bound is the sample maximum, which one stall of the host decides), and up to
-# 240 s (4,800) for a p99 near the target to be decided rather than INCONCLUSIVE. Figures,
-# quiet and busy hours: docs/serving.md ("The co-located front", "Keeping the weights warm").
+# 240 s (4,800) for a p99 near the target to be decided rather than INCONCLUSIVE. Decided on
+# the host in its quiet state (`quiet_host`, tests/slo/conftest.py). Figures, quiet and busy
+# hours: docs/serving.md ("The co-located front", "Busy hours").
 @pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=240)
-def test_colocated_service_meets_a_10ms_p99_at_the_same_load(latency, colocated_url, client_for):
+def test_colocated_service_meets_a_10ms_p99_at_the_same_load(
+    latency, colocated_url, client_for, quiet_host
+):
     client = client_for(colocated_url)
-    result = latency(client, name="colocated")
+    with quiet_host.decides(latency):
+        result = latency(client, name="colocated")
     assert "inference" in result.stages_ms  # misses ran the model in the front
     # Half the traffic repeats (of which the first sight of each popular review misses):
     # a hit share far above 50 % would mean the test measured the cache, not the service.
@@ -169,10 +179,13 @@ def test_colocated_service_meets_a_10ms_p99_at_the_same_load(latency, colocated_
 # A hit is the service's claim without the model: 10 ms at p99. (Figures, and the "hit
 # stalls" that were the load generator's: docs/serving.md.)
 @pytest.mark.slo(p50_ms=5, p99_ms=10, rate_rps=OFFERED_RPS, min_samples=700, max_time_s=90)
-def test_cache_hits_have_their_own_latency_distribution(latency, colocated_url, warm_cache):
+def test_cache_hits_have_their_own_latency_distribution(
+    latency, colocated_url, warm_cache, quiet_host
+):
     client = Client(colocated_url, itertools.cycle(warm_cache))
     try:
-        result = latency(client, name="cache hits")
+        with quiet_host.decides(latency):
+            result = latency(client, name="cache hits")
     finally:
         client.close()
     assert "inference" not in result.stages_ms  # every answer came from Redis
@@ -183,14 +196,17 @@ def test_cache_hits_have_their_own_latency_distribution(latency, colocated_url, 
 # requests hitting the cache). Its target is the budget of a miss built from the claims:
 # the model's 10 ms (the model ladder's) plus the front's and the cache's 10 ms (a hit's).
 @pytest.mark.slo(p50_ms=10, p99_ms=20, rate_rps=OFFERED_RPS, min_samples=700, max_time_s=90)
-def test_cache_misses_have_their_own_latency_distribution(latency, colocated_url, review_texts):
+def test_cache_misses_have_their_own_latency_distribution(
+    latency, colocated_url, review_texts, quiet_host
+):
     unique = (
         f"{text} (#{i} {uuid.uuid4().hex[:8]})"
         for i, text in enumerate(itertools.cycle(review_texts))
     )
     client = Client(colocated_url, unique)
     try:
-        result = latency(client, name="cache misses")
+        with quiet_host.decides(latency):
+            result = latency(client, name="cache misses")
     finally:
         client.close()
     assert "inference" in result.stages_ms
@@ -202,7 +218,10 @@ def test_cache_misses_have_their_own_latency_distribution(latency, colocated_url
 # schedule at the offered rate (so a drift of the shared host hits both alike), and the
 # speed-up's lower bound -- the baseline's p99 lower bound over the co-located upper bound,
 # each at half the error -- must reach 5x. The marker's target is the co-located front's claim;
-# the comparison itself decides only the ratio.
+# the comparison itself decides only the ratio. A 1.2 s unmeasured pause before each block:
+# the co-located front's keep-warm loop runs for 1 s after its last request, and would
+# otherwise take CPU from the start of the baseline's block (a bias in the co-located's
+# favour); and 5 untimed requests open each block (`BLOCK_WARMUP`).
 @pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=200)
 def test_colocated_p99_is_5x_lower_than_the_baseline_in_the_same_run(
     latency, baseline_url, colocated_url, client_for
@@ -213,6 +232,8 @@ def test_colocated_p99_is_5x_lower_than_the_baseline_in_the_same_run(
         min_speedup=5.0,
         block=100,
         names=("colocated", "baseline"),
+        settle_s=KEEP_WARM_SETTLE_S,
+        block_warmup=BLOCK_WARMUP,
     )
     assert comparison.lower is not None, comparison.summary()
     assert comparison.lower >= 5.0, comparison.summary()
@@ -245,42 +266,47 @@ def test_latency_budget_of_the_triton_path(latency, service_url, review_texts):
     assert max(p50, key=lambda k: p50[k]) == "inference", p50
 
 
-# Where the Triton path's inference time goes on CPU: the same INT8 model in this process, one
-# review at a time at the same rate, is what the model itself costs; Triton's inference stage is
-# that plus the hop (gRPC, the Python backend's stub IPC, two more processes on 2 cores). The
-# test names the hop: it adds at least half the model's own time (figures: docs/serving.md).
+# Why the co-located front is the CPU deployment: on 2 cores the Triton hop (gRPC, the Python
+# backend's stub IPC, two more processes) costs a large share of a miss. The same all-miss
+# traffic to both fronts, in the same run, alternating blocks of 100 open-loop requests with a
+# pause before each (the co-located front's keep-warm stops first), decided at the median: the
+# co-located front answers a miss at least 1.3x faster. (Figures, the hop measured against
+# the model in-process and by perf_analyzer: docs/serving.md, "Where the Triton path's time
+# goes".) The Triton front runs the 6-layer INT8 model, the co-located one the student: the
+# claim is about the two deployments as shipped, and each answers with its own model's labels
+# (the accuracy tests hold both within two points of FP32).
 @pytest.mark.skipif(not CPU_ONLY, reason="a claim about CPU hosts; on a GPU Triton runs the model")
-@pytest.mark.slo(p99_ms=100, rate_rps=OFFERED_RPS, max_time_s=60)
-def test_on_cpu_the_triton_hop_adds_at_least_half_the_models_time(
-    latency, service_url, int8, review_texts
+@pytest.mark.slo(p99_ms=100, rate_rps=OFFERED_RPS, min_samples=400, max_time_s=150)
+def test_on_cpu_the_colocated_front_answers_a_miss_at_least_1_3x_faster_than_triton(
+    latency, service_url, colocated_url, review_texts
 ):
     tag = uuid.uuid4().hex[:8]
-    unique = (f"{t} [hop {tag} {i}]" for i, t in enumerate(itertools.cycle(review_texts)))
-    client = Client(service_url, unique)
-    texts = itertools.cycle(review_texts)
-    # A B B A: the two measurements alternate, so a drift of the shared host (one CI run saw
-    # the in-process model at twice its usual time for a minute) hits both sides alike.
-    stages, alone = [], []
+
+    def misses(side: str) -> Client:
+        cycle = itertools.cycle(review_texts)
+        return Client(
+            colocated_url if side == "colocated" else service_url,
+            (f"{t} [{side} {tag} {i}]" for i, t in enumerate(cycle)),
+        )
+
+    colocated, triton = misses("colocated"), misses("triton")
     try:
-        for side in ("triton", "model", "model", "triton"):
-            if side == "triton":
-                result = latency(client, name=f"Triton front, all misses ({len(stages) + 1})")
-                stages.append(result.stages_ms["inference"]["p50"])
-            else:
-                result = latency(
-                    lambda: int8.predict([next(texts)]),
-                    name=f"the same model in-process ({len(alone) + 1})",
-                )
-                alone.append(result.percentile_ms(0.5))
+        comparison = latency.speedup(
+            colocated,
+            triton,
+            min_speedup=1.3,
+            quantile=0.5,
+            block=100,
+            names=("colocated, misses", "Triton, misses"),
+            settle_s=KEEP_WARM_SETTLE_S,
+            block_warmup=BLOCK_WARMUP,
+        )
     finally:
-        client.close()
-    inference, model = sum(stages) / 2, sum(alone) / 2
-    hop = inference - model
-    facts = (
-        f"Triton's inference stage p50 {stages[0]:.2f} / {stages[1]:.2f} ms, the model "
-        f"in-process {alone[0]:.2f} / {alone[1]:.2f} ms"
-    )
-    assert hop >= 0.5 * model, f"the hop ({hop:.2f} ms) is under half the model's time: {facts}"
+        colocated.close()
+        triton.close()
+    assert (colocated.cached, triton.cached) == (0, 0)  # misses only, on both fronts
+    assert comparison.lower is not None, comparison.summary()
+    assert comparison.lower >= 1.3, comparison.summary()
 
 
 @pytest.fixture

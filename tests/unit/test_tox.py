@@ -46,9 +46,7 @@ def test_the_lint_env_runs_the_same_script_as_dev_lint_with_the_types_it_needs()
 
 
 def test_ci_runs_lint_tests_and_the_cheap_envs() -> None:
-    steps = [
-        ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and ln[0] != "#"
-    ]
+    steps = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and ln[0] != "#"]
     assert steps[-4:] == [
         "./dev lint",
         "./dev test",

@@ -1,0 +1,108 @@
+"""Absolute service claims are decided on the host in its quiet state.
+
+The development VM shares its two cores with other tenants. In their busy hours the same work
+runs slower -- the in-process INT8 model ~1.2x, every stage of the service 1.4-1.5x, a cache
+hit (no model at all) 7-9 ms at p99 instead of 5 -- and no guest-side counter shows it (steal
+time stays at zero). A claim such as "p99 <= 10 ms at 20 rps" is a claim about the service on
+this host; measured while the host itself runs slow, a FAIL cannot tell the service's fault
+from the host's.
+
+So each absolute claim of the service tests runs inside `quiet_host.decides(latency)`: a probe
+times the INT8 model in this process, one held-out review after another (the model ladder's
+`test_onnx_runtime_int8_meets_a_10ms_p99` workload, whose median every CI run records), before
+the measurement and -- when the verdict is not a PASS -- again after it. If either probe ran
+more than `BUSY_FACTOR` times slower than the quiet host's figure, the test is skipped with
+both figures and the verdict; otherwise the FAIL (or INCONCLUSIVE) stands, with the probe's
+figures added. A PASS is never touched; a measurement with problems (errors, hung calls, a
+load generator that fell behind) always fails; the recorded verdict stays in the reports as
+"FAIL (skipped)". The price: in busy hours these claims are not checked (the same-run ratio
+claims still are). Figures: docs/serving.md, "Busy hours".
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from pytest_latency import SloFailure
+from pytest_latency.core.verdict import Decision
+
+# The INT8 model's median, batch 1 back to back over held-out reviews (quick or full profile:
+# the same 6-layer graph), on the development VM in quiet hours (four CI runs: 2.01-2.07 ms;
+# busy ones 2.34-2.49): docs/serving.md, "Busy hours".
+QUIET_PROBE_MS = 2.04
+BUSY_FACTOR = 1.10
+PROBE_CALLS = 400
+
+
+class QuietHost:
+    def __init__(self, predictor: Any, texts: list[str], node: pytest.Item) -> None:
+        self.predictor = predictor
+        self.texts = texts[:PROBE_CALLS]
+        self.node = node
+        self.probes: list[float] = []
+
+    def probe(self) -> float:
+        """Median ms of the INT8 model, batch 1, back to back over `PROBE_CALLS` reviews."""
+        predict = self.predictor.predict
+        for text in self.texts[:30]:
+            predict([text])
+        times = []
+        for text in self.texts:
+            t0 = time.perf_counter_ns()
+            predict([text])
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+        ms = statistics.median(times)
+        self.probes.append(ms)
+        self.node.user_properties.append(("host_probe_ms", f"{ms:.3f}"))
+        return ms
+
+    def figures(self) -> str:
+        seen = " / ".join(f"{ms:.2f}" for ms in self.probes)
+        return (
+            f"host probe (INT8 model in-process, median of {len(self.texts)} reviews back to "
+            f"back): {seen} ms before / after the measurement, against "
+            f"{QUIET_PROBE_MS} ms on the quiet host; busy above {QUIET_PROBE_MS * BUSY_FACTOR:.2f}"
+        )
+
+    @contextmanager
+    def decides(self, latency: Any) -> Iterator[None]:
+        self.probe()
+        try:
+            yield
+        except SloFailure as exc:
+            result = latency.results[-1] if latency.results else None
+            verdict = getattr(result, "verdict", None)
+            undecided_on_a_sound_measurement = (
+                verdict is not None
+                and not verdict.problems
+                and verdict.decision in (Decision.FAIL, Decision.INCONCLUSIVE)
+                and all(
+                    t.metric != "error_rate" or t.decision is Decision.PASS for t in verdict.targets
+                )
+            )
+            if not undecided_on_a_sound_measurement:
+                raise
+            self.probe()
+            slowest = max(self.probes)
+            if slowest > QUIET_PROBE_MS * BUSY_FACTOR:
+                first = str(exc.msg).splitlines()[0]
+                pytest.skip(
+                    f"the host was busy ({slowest / QUIET_PROBE_MS:.2f}x its quiet speed), so "
+                    f"this verdict says nothing about the service: {first}. {self.figures()}. "
+                    "Rerun when the host is quiet (./dev slo -k <this test>), or on a host of "
+                    "your own (docs/serving.md, 'Busy hours')"
+                )
+            raise type(exc)(
+                f"{exc.msg}\n\n{self.figures()}: the host was quiet", pytrace=False
+            ) from None
+
+
+@pytest.fixture
+def quiet_host(int8: Any, review_texts: list[str], request: pytest.FixtureRequest) -> QuietHost:
+    return QuietHost(int8, review_texts, request.node)

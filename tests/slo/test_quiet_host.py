@@ -1,0 +1,89 @@
+"""The seam of `quiet_host` (tests/slo/conftest.py): which verdicts a busy host may turn into a
+skip. A fake model (its speed chosen by the test) and fake results; the real probe runs."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pytest_latency import LatencyMissed, SloFailure
+from pytest_latency.core.verdict import Decision
+
+from .conftest import QUIET_PROBE_MS, QuietHost
+
+
+class Model:
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+
+    def predict(self, texts: list[str]) -> None:
+        if self.ms:
+            time.sleep(self.ms / 1000)
+
+
+def host(ms: float) -> QuietHost:
+    return QuietHost(Model(ms), ["a review"] * 40, SimpleNamespace(user_properties=[]))  # type: ignore[arg-type]
+
+
+BUSY_MS = QUIET_PROBE_MS * 1.6  # sleep granularity only adds to it
+QUIET_MS = 0.0
+
+
+def latency_with(decision: Decision, problems: tuple[str, ...] = (), metric: str = "p99") -> Any:
+    target = SimpleNamespace(metric=metric, decision=decision)
+    verdict = SimpleNamespace(decision=decision, problems=problems, targets=[target])
+    return SimpleNamespace(results=[SimpleNamespace(verdict=verdict)])
+
+
+def test_a_fail_on_a_busy_host_is_skipped_with_the_figures() -> None:
+    quiet_host = host(BUSY_MS)
+    with (
+        pytest.raises(pytest.skip.Exception) as info,
+        quiet_host.decides(latency_with(Decision.FAIL)),
+    ):
+        raise LatencyMissed("FAIL: p99 is over 10 ms\nthe table", pytrace=False)
+    message = str(info.value)
+    assert "the host was busy" in message
+    assert "FAIL: p99 is over 10 ms" in message
+    assert f"against {QUIET_PROBE_MS} ms on the quiet host" in message
+    assert len(quiet_host.probes) == 2  # before and after
+
+
+def test_an_inconclusive_verdict_on_a_busy_host_is_skipped_too() -> None:
+    with (
+        pytest.raises(pytest.skip.Exception),
+        host(BUSY_MS).decides(latency_with(Decision.INCONCLUSIVE)),
+    ):
+        raise SloFailure("INCONCLUSIVE: p99 straddles", pytrace=False)
+
+
+def test_a_fail_on_a_quiet_host_stands_and_keeps_its_type() -> None:
+    with pytest.raises(LatencyMissed) as info, host(QUIET_MS).decides(latency_with(Decision.FAIL)):
+        raise LatencyMissed("FAIL: p99 is over 10 ms", pytrace=False)
+    assert "FAIL: p99 is over 10 ms" in str(info.value)
+    assert "the host was quiet" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "latency",
+    [
+        latency_with(Decision.FAIL, problems=("3 calls hung",)),
+        latency_with(Decision.FAIL, metric="error_rate"),
+        SimpleNamespace(results=[]),  # failed before any result: a crash, not a verdict
+    ],
+    ids=["hung calls", "errors", "no result"],
+)
+def test_a_broken_measurement_fails_however_busy_the_host(latency: Any) -> None:
+    with pytest.raises(SloFailure, match="broken"), host(BUSY_MS).decides(latency):
+        raise SloFailure("broken", pytrace=False)
+
+
+def test_a_pass_is_left_alone_and_probed_once() -> None:
+    quiet_host = host(BUSY_MS)
+    with quiet_host.decides(latency_with(Decision.PASS)):
+        pass
+    assert len(quiet_host.probes) == 1
+    assert quiet_host.probes[0] > QUIET_PROBE_MS
