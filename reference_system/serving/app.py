@@ -48,6 +48,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from reference_system.serving.contract import (
+    BODY_TIMEOUT_S,
     MAX_CHARS,
     MAX_TEXTS,
     BadRequest,
@@ -272,23 +273,24 @@ class AsyncOptimisedBackend:
             return None
         return f"the model server (Triton at {self.triton.url}) is not ready"
 
-    async def predict(self, texts: Sequence[str]) -> Answer:
+    async def predict(self, texts: Sequence[str]) -> tuple[Answer, Callable[[], Any] | None]:
+        """The answer, and the cache write of its misses (if any) to run after the response
+        is sent: a client never waits for a Redis SET (the co-located front does the same)."""
         if self.triton is None:
             raise RuntimeError("AsyncOptimisedBackend.start() was not awaited")
         p = _Pending(texts)
         if self.cache is not None:
             with _span(p.timings, "cache"):
                 p.take_hits(await self.cache.get_many(texts))
+        write = None
         if p.misses:
             with _span(p.timings, "tokenise"):
                 feeds = self.encode(p.miss_texts)  # ~0.2 ms of Rust: not worth a thread hop
             with _span(p.timings, "inference"):
                 out = await self.triton.infer(feeds)
             p.take_inference(out)
-            if self.cache is not None:
-                with _span(p.timings, "cache"):
-                    await self.cache.put_many(p.miss_texts, [p.labels[i] for i in p.misses], out)
-        return p.answer(self._counters)
+            write = _cache_write(self.cache, p, out)
+        return p.answer(self._counters), write
 
     def metrics(self) -> dict[str, Any]:
         return _metrics(self.name, self._counters, self.cache)
@@ -312,6 +314,21 @@ class PredictResponse(BaseModel):
     labels: list[int]
     scores: list[float]
     cached: list[bool]
+
+
+def _cache_write(
+    cache: Any | None, p: _Pending, out: npt.NDArray[np.float32]
+) -> Callable[[], Any] | None:
+    """The cache write of `p`'s misses, for the front to run after the response is sent (a
+    client never waits for a Redis SET); None without a cache."""
+    if cache is None:
+        return None
+    miss_texts, labels = p.miss_texts, [p.labels[i] for i in p.misses]
+
+    async def write() -> None:
+        await cache.put_many(miss_texts, labels, out)
+
+    return write
 
 
 def _server_timing(timings_ms: dict[str, float]) -> str:
@@ -358,10 +375,14 @@ async def _model_server_error(_: Request, exc: Exception) -> Response:
     return Response(body, status, headers=headers, media_type="application/json")
 
 
-def create_app(backend: Any, *, freeze_heap: bool = True) -> FastAPI:
+def create_app(
+    backend: Any, *, freeze_heap: bool = True, body_timeout_s: float = BODY_TIMEOUT_S
+) -> FastAPI:
     """The FastAPI application around `backend`. A blocking backend's ``predict`` runs in the
     thread pool (``def`` route); an asyncio one's is awaited on the loop (``async def``); the
-    co-located one's answer is sent first and its cache write runs after the body."""
+    asyncio and co-located ones send the answer first and run its cache write after the body
+    (the blocking optimised one, kept for comparison, writes before answering). A body
+    not complete within `body_timeout_s` gets a 408 (``serve.py --body-timeout-s``)."""
     # Here, not at the top: colocated imports this module (a circular import otherwise).
     from reference_system.serving.colocated import ColocatedBackend
     from reference_system.serving.gcstats import GcPauses, freeze_startup_heap
@@ -396,7 +417,7 @@ def create_app(backend: Any, *, freeze_heap: bool = True) -> FastAPI:
 
         @app.post("/predict", response_model=PredictResponse)
         async def predict_colocated(request: Request) -> Response:
-            texts = parse_texts(await read_body(request))
+            texts = parse_texts(await read_body(request, timeout_s=body_timeout_s))
             answer, write = await colocated.predict(texts)
             return _json_response(colocated, answer, write)
 
@@ -405,15 +426,17 @@ def create_app(backend: Any, *, freeze_heap: bool = True) -> FastAPI:
 
         @app.post("/predict", response_model=PredictResponse)
         async def predict_async(request: Request) -> Response:
-            texts = parse_texts(await read_body(request))
-            return _json_response(running, await running.predict(texts), None)
+            texts = parse_texts(await read_body(request, timeout_s=body_timeout_s))
+            answer, write = await running.predict(texts)
+            return _json_response(running, answer, write)
 
     else:
         blocking = backend
 
         @app.post("/predict", response_model=PredictResponse)
         async def predict(request: Request) -> Response:
-            texts = parse_texts(await read_body(request))  # on the loop: no thread held
+            # The body is read on the loop: no thread is held while a client trickles it.
+            texts = parse_texts(await read_body(request, timeout_s=body_timeout_s))
             answer = await run_in_threadpool(blocking.predict, texts)
             return _json_response(blocking, answer, None)
 

@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reference_system.serving.app import Answer, _Counters, _metrics, _Pending, _span
+from reference_system.serving.app import (
+    Answer,
+    _cache_write,
+    _Counters,
+    _metrics,
+    _Pending,
+    _span,
+)
 
 INFERENCE_MODES = ("inline", "thread")
 # Keep-warm runs only this long after the last request: at 20 rps (Poisson) a gap that long
@@ -172,13 +179,7 @@ class ColocatedBackend:
             with _span(p.timings, "inference"):
                 out = await self._infer(feeds)
             p.take_inference(out)
-            cache = self.cache
-            if cache is not None:
-                miss_texts, labels = p.miss_texts, [p.labels[i] for i in p.misses]
-
-                async def write() -> None:
-                    await cache.put_many(miss_texts, labels, out)
-
+            write = _cache_write(self.cache, p, out)
         return p.answer(self._counters), write
 
     def metrics(self) -> dict[str, Any]:

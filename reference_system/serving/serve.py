@@ -22,6 +22,7 @@ from reference_system.serving.app import (
     OptimisedBackend,
     create_app,
 )
+from reference_system.serving.contract import BODY_TIMEOUT_S
 
 
 def make_backend(args: argparse.Namespace) -> Any:
@@ -147,13 +148,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.0,
         help="colocated: run the model on a fixed text whenever it was idle this long (0: off)",
     )
+    parser.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=BODY_TIMEOUT_S,
+        help=f"answer 408 to a body not complete within this many seconds (default "
+        f"{BODY_TIMEOUT_S:g}; 0.05 to 300)",
+    )
     args = parser.parse_args(argv)
+    if not 0.05 <= args.body_timeout_s <= 300:  # also refuses nan
+        parser.error(
+            f"--body-timeout-s {args.body_timeout_s!r} is not valid; expected seconds from "
+            "0.05 to 300"
+        )
     if args.backend == "optimised" and not args.triton_url:
         parser.error("optimised needs --triton-url HOST:PORT (Triton's gRPC endpoint)")
 
     import uvicorn
 
-    app = create_app(make_backend(args), freeze_heap=not args.no_gc_freeze)
+    app = create_app(
+        make_backend(args),
+        freeze_heap=not args.no_gc_freeze,
+        body_timeout_s=args.body_timeout_s,
+    )
     # uvloop and httptools when installed (requirements/reference.txt pins both): the C event
     # loop and HTTP parser are cheaper per request (docs/serving.md).
     config = uvicorn.Config(

@@ -32,7 +32,9 @@ from typing import Self
 from reference_system.predictors import BackendUnavailable
 from reference_system.serving.processes import (
     LOOPBACK,
+    START_ATTEMPTS,
     ManagedProcess,
+    PortInUse,
     ServerBase,
     free_port,
     remove_shm,
@@ -108,10 +110,17 @@ class TritonServer(ServerBase):
         if not self.model_repository.is_dir():
             raise FileNotFoundError(f"model repository not found: {self.model_repository}")
         self.binary = Path(binary) if binary is not None else find_tritonserver()
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.start_timeout_s = start_timeout_s
+        self.exit_timeout_s = exit_timeout_s
+        self.log_verbose = log_verbose
         # The Python backend's shared-memory regions (/dev/shm) start with this: unique, so two
         # servers on one machine never share regions, and a test can find leftovers.
         self.shm_prefix = f"pytest-latency-{os.getpid()}-{secrets.token_hex(4)}-"
+        self._process = self._new_process()
+
+    def _new_process(self) -> ManagedProcess:
+        """The server on fresh ports, with a temp dir of its own (not started)."""
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         argv = [
             str(self.binary),
             f"--model-repository={self.model_repository}",
@@ -121,17 +130,17 @@ class TritonServer(ServerBase):
             f"--grpc-port={self.grpc_port}",
             f"--metrics-address={LOOPBACK}",
             f"--metrics-port={self.metrics_port}",
-            f"--exit-timeout-secs={exit_timeout_s}",
-            f"--log-verbose={log_verbose}",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            f"--log-verbose={self.log_verbose}",
         ]
-        self._process = ManagedProcess(
+        return ManagedProcess(
             "tritonserver",
             argv,
             ready=_http_ready(self.http_port),
             env=self._env(),
-            start_timeout_s=start_timeout_s,
+            start_timeout_s=self.start_timeout_s,
             stop_signal=signal.SIGINT,  # Triton's graceful stop: unload models, then exit
-            stop_timeout_s=exit_timeout_s + 5.0,
+            stop_timeout_s=self.exit_timeout_s + 5.0,
             # Ready only when these are Triton's own listeners, not another session's.
             ports=(self.http_port, self.grpc_port),
             shm_prefix=self.shm_prefix,  # removed on stop, and by the sweep if we are killed
@@ -186,14 +195,26 @@ class TritonServer(ServerBase):
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Self:
-        try:
-            extra = self._backend_args()
-        except BaseException:
-            self._process.cleanup()
-            raise
-        self._process.argv.extend(extra)
-        self._process.start()
-        return self
+        """Start and wait until ready. A port taken between choosing it and Triton binding it
+        (another session on the machine) ends that start with ``PortInUse``: it is retried on
+        fresh ports, up to ``START_ATTEMPTS`` times."""
+        for attempt in range(START_ATTEMPTS):
+            if attempt:
+                self._process = self._new_process()
+            try:
+                extra = self._backend_args()
+            except BaseException:
+                self._process.cleanup()
+                raise
+            self._process.argv.extend(extra)
+            try:
+                self._process.start()  # on failure it stops itself and removes its temp dir
+            except PortInUse:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                continue
+            return self
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         """SIGINT (graceful), then SIGKILL to the process group; removes the temp dir."""

@@ -16,6 +16,7 @@ import time
 import unicodedata
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -222,6 +223,93 @@ def test_a_client_trickling_its_body_gets_a_408_within_the_read_timeout(
     assert BODY_TIMEOUT_S - 0.5 <= waited_s <= BODY_TIMEOUT_S + 2.0, waited_s
     assert answered_meanwhile, "the front did not serve another client during the trickle"
     _still_serving(front)
+
+
+@pytest.fixture(scope="module")
+def own_front(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A co-located front of this module's own (no cache), with a 1 s read timeout, whose
+    process the tests can inspect."""
+    request.getfixturevalue("artifacts")  # the model build, or a skip naming what is missing
+    from reference_system.serving.services import SentimentService
+
+    profile = request.config.getoption("--reference-profile")
+    with SentimentService("colocated", profile=profile, extra=["--body-timeout-s", "1"]) as service:
+        yield service
+
+
+def test_the_read_timeout_is_the_fronts_option(own_front: Any) -> None:
+    """``serve.py --body-timeout-s 1``: a trickled body gets its 408 after 1 s, not 5."""
+    with (
+        httpx.Client(base_url=own_front.url, timeout=30) as client,
+        _connect(client) as sock,
+    ):
+        body = b'{"texts": ["a film sent one byte at a time, slowly"]}'
+        sock.sendall(_head(client, f"Content-Length: {len(body)}\r\n"))
+        t0 = time.monotonic()
+        for i in range(len(body)):
+            if select.select([sock], [], [], 0.1)[0]:
+                break
+            sock.sendall(body[i : i + 1])
+        status, _, answer = _read_response(sock)
+        waited_s = time.monotonic() - t0
+        assert status == 408, answer
+        assert_detail(answer["detail"], r"did not arrive within 1 s")
+        assert 0.5 <= waited_s <= 3.0, waited_s
+        _still_serving(client)
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+HOSTILE_BODIES = [
+    json.dumps({"texts": ["x" * (MAX_BODY_BYTES - 100)]}).encode(),  # a text over the limit
+    b"[" * (MAX_BODY_BYTES - 1),  # nesting
+    json.dumps({"texts": ["\ufdfa" * 2000]}).encode(),  # grows 18x under NFKC
+    b'{"texts": ["' + b"\xff" * (MAX_BODY_BYTES - 20) + b'"]}',  # not UTF-8
+    json.dumps({"texts": ["a film"] * 5000}).encode(),  # too many texts
+]
+
+
+def test_memory_stays_bounded_under_hostile_bodies(own_front: Any) -> None:
+    """Two rounds of 100 near-limit hostile bodies (~50 MiB each round): the first may grow the
+    heap to its working size; the second must not grow it further (a per-request leak would
+    grow it by as much again)."""
+    pid = own_front.pid
+    assert pid is not None
+    with httpx.Client(base_url=own_front.url, timeout=30) as client:
+        for _ in range(20):
+            _still_serving(client)
+        rss = [_rss_mib(pid)]
+        for _ in range(2):
+            for i in range(100):
+                body = HOSTILE_BODIES[i % len(HOSTILE_BODIES)]
+                r = client.post(
+                    "/predict", content=body, headers={"content-type": "application/json"}
+                )
+                assert r.status_code in (413, 422), (r.status_code, r.text[:200])
+            _still_serving(client)
+            rss.append(_rss_mib(pid))
+    first, second = rss[1] - rss[0], rss[2] - rss[1]
+    print(f"front RSS MiB before / after round 1 / after round 2: {rss}")  # shown with -s
+    assert second <= 8, f"RSS MiB before / after round 1 / after round 2: {rss}"
+    assert rss[2] - rss[0] <= 128, f"RSS MiB: {rss} (first round +{first:.1f})"
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "301"])
+def test_a_bad_read_timeout_is_refused_naming_the_value(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reference_system.serving import serve
+
+    with pytest.raises(SystemExit) as exit_info:
+        serve.main(["colocated", "--port", "1", "--body-timeout-s", bad])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--body-timeout-s {float(bad)!r} is not valid; expected seconds from 0.05 to 300" in err
 
 
 # -- one text, one string: what the cache keys is what the tokenizer sees ---------------------

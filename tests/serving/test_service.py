@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,56 @@ def test_stopping_the_service_leaves_no_process_or_temp_dir(artifacts: object) -
     assert not Path(f"/proc/{pid}").exists()
     assert not tmp.exists()
     assert not os.path.exists(service.log_path)
+
+
+def test_the_triton_front_answers_a_miss_before_it_writes_the_cache() -> None:
+    """A seam test with fakes for Triton and Redis: `predict` returns the answer while the
+    cache write has not run yet (a SET that never finishes would otherwise hold the client),
+    and the write it hands back stores exactly the misses."""
+    import asyncio
+
+    import numpy as np
+
+    from reference_system.serving.app import AsyncOptimisedBackend
+
+    class Triton:
+        url = "fake:0"
+
+        async def ready(self) -> bool:
+            return True
+
+        async def infer(self, feeds: dict[str, Any]) -> Any:
+            return np.array([[0.0, 1.0]] * len(feeds["ids"]), dtype=np.float32)
+
+    class Cache:
+        def __init__(self) -> None:
+            self.stored: list[str] = []
+            self.release = asyncio.Event()
+
+        async def warm(self) -> None:
+            pass
+
+        async def get_many(self, texts: list[str]) -> list[Any]:
+            return [None] * len(texts)
+
+        async def put_many(self, texts: list[str], labels: list[int], logits: Any) -> None:
+            await self.release.wait()  # a Redis that is slow to acknowledge
+            self.stored.extend(texts)
+
+    async def run() -> None:
+        cache = Cache()
+        backend = AsyncOptimisedBackend(
+            lambda texts: {"ids": np.zeros((len(texts), 4), dtype=np.int64)},
+            lambda: (Triton(), cache),
+        )
+        await backend.start()
+        answer, write = await asyncio.wait_for(backend.predict(["a", "b"]), timeout=2)
+        assert answer.labels == [1, 1]
+        assert answer.cached == [False, False]
+        assert cache.stored == []  # answered before the write
+        assert write is not None
+        cache.release.set()
+        await asyncio.wait_for(write(), timeout=2)
+        assert cache.stored == ["a", "b"]
+
+    asyncio.run(run())

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ import pytest
 
 from pytest_latency.core.stats import quantile, quantile_bounds
 from reference_system.predictors import BackendUnavailable, Encoder, OrtPredictor
-from reference_system.serving.processes import free_port
+from reference_system.serving.processes import free_port, listened_by
 from reference_system.serving.triton_client import (
     AsyncTritonGrpcClient,
     TritonError,
@@ -363,6 +364,27 @@ def test_stopping_the_server_leaves_no_process_shared_memory_or_temp_dir(
         ours = {n for n in shm_before if n.startswith(server.shm_prefix)}
         assert ours, "the server's shared-memory regions were not found while it ran"
         assert not ours & set(os.listdir("/dev/shm"))
+
+
+def test_a_port_taken_after_it_was_chosen_is_retried_on_fresh_ports(int8_repo: Path) -> None:
+    """Another session binds Triton's chosen HTTP port before Triton does: that start fails
+    with "already in use", its temp dir and shared memory go, and the server comes up on
+    fresh ports -- its own listeners, not the squatter's."""
+    _require_tritonserver()
+    server = TritonServer(int8_repo)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", server.http_port))
+        squatter.listen()
+        taken, first_tmpdir = server.http_port, server.tmpdir
+        server.start()
+        try:
+            assert server.http_port != taken
+            assert listened_by(server.pid or -1, server.http_port)
+            assert listened_by(server.pid or -1, server.grpc_port)
+            assert not first_tmpdir.exists()  # the failed start's temp dir is gone
+        finally:
+            server.stop()
+    assert not server.tmpdir.exists()
 
 
 def test_a_missing_tritonserver_names_the_install_command(
