@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         stage,
     )
     from .core.compare import Comparison
+    from .core.external import judge
     from .core.spec import AccuracySpec
     from .plugin.failures import LatencyMissed, PytestLatencyWarning, SloFailure
     from .plugin.fixture import LatencyFixture
@@ -57,6 +58,7 @@ __all__ = [
     "__version__",
     "confidence_interval",
     "evaluate",
+    "judge",
     "measure",
     "min_samples_for_quantile",
     "record_stage",
@@ -73,6 +75,7 @@ _ELSEWHERE = {
     "LatencyFixture": "plugin.fixture",
     "AccuracyGate": "plugin.gate",
     "Comparison": "core.compare",
+    "judge": "core.external",  # verdicts on samples measured elsewhere
     "AccuracySpec": "core.spec",
     "LatencyReport": "report.schema",  # the typed --latency-json document
 }

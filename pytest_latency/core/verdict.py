@@ -189,10 +189,12 @@ def _ms(ns: int | None) -> float | None:
     return None if ns is None else ns / NS_PER_MS
 
 
-def evaluate(samples: Samples, spec: Spec, look: int = 1) -> Verdict:
-    """Decide `spec` on `samples` at sequential look `look` (see the module docstring)."""
+def evaluate(samples: Samples, spec: Spec, look: int = 1, *, fixed: bool = False) -> Verdict:
+    """Decide `spec` on `samples` at sequential look `look` (see the module docstring), or,
+    with `fixed`, on a sample that will never grow (measured elsewhere, handed in whole):
+    then the whole ``1 - confidence`` is spent at once."""
     confidence = spec.confidence if spec.confidence is not None else 0.95
-    alpha = look_alpha(confidence, look)
+    alpha = (1 - confidence) if fixed else look_alpha(confidence, look)
     rows: list[TargetResult] = []
     n = samples.n
     total = n + samples.censored

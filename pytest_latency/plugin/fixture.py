@@ -16,12 +16,13 @@ import asyncio
 import json
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..core.compare import Comparison
 from ..core.compare import compare as compare_in_blocks
 from ..core.drivers import NotTimedError
+from ..core.external import judge
 from ..core.result import Result
 from ..core.runner import Progress, is_async_callable, measure
 from ..core.spec import Spec, SpecError
@@ -103,6 +104,37 @@ class LatencyFixture:
             self.nodeid,
             named=name is not None,
         )
+        self.results.append(result)
+        self._record(result)
+        self._enforce(result)
+        return result
+
+    def judge(
+        self,
+        latencies_ms: Sequence[float] | Any,
+        *,
+        name: str,
+        slo: Spec | Mapping[str, Any] | None = None,
+        errors: int = 0,
+        unfinished_ms: Sequence[float] | Any = (),
+        wall_s: float | None = None,
+    ) -> Result:
+        """The marker's SLO decided on latencies measured elsewhere (a browser's
+        ``performance.now()``, a device, a load tool's per-request log), reported like any
+        measurement of this test: verdict, tables, JSON, saved runs.
+
+            latency.judge(page_timings_ms, name="onnxruntime-web, batch 1")
+        """
+        spec = self.spec_for(slo)
+        measurement = judge(
+            latencies_ms,
+            spec,
+            errors=errors,
+            unfinished_ms=unfinished_ms,
+            wall_s=wall_s,
+            source=name,
+        )
+        result = Result(name, spec, measurement.samples, measurement.verdict, self.nodeid, True)
         self.results.append(result)
         self._record(result)
         self._enforce(result)

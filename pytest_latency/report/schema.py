@@ -117,7 +117,7 @@ class Warmup(TypedDict):
 
 
 class Load(TypedDict):
-    mode: str  # "serial", "closed" or "open"
+    mode: str  # "serial", "closed", "open" or "external" (samples handed to judge())
     concurrency: int | None
     offered_rps: float | None
     arrivals: str | None

@@ -121,6 +121,8 @@ def context_line(result: Row) -> str:
         )
     elif load.get("mode") == "closed":
         parts.append(f"closed loop, concurrency {load['concurrency']}")
+    elif load.get("mode") == "external":
+        parts.append(f"measured elsewhere: {load['issued']} request(s) handed in")
     else:
         parts.append("serial")
     if result.get("throughput_rps"):

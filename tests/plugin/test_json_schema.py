@@ -30,6 +30,10 @@ def test_serial(latency):
 def test_open_loop(latency):
     latency(lambda: None, name="open")
 
+@pytest.mark.slo(p99_ms=10)
+def test_judged_elsewhere(latency):
+    latency.judge([1.0] * 1000, name="elsewhere", errors=0, unfinished_ms=[2.0])
+
 def test_speedup(latency):
     latency.speedup(lambda: None, lambda: time.sleep(0.002), min_speedup=1.1, block=10)
 
@@ -92,15 +96,15 @@ def test_a_real_runs_json_matches_the_typed_description(pytester: pytest.Pyteste
     out = pytester.path / "out.json"
     saved = pytester.path / "saved.json"
     first = pytester.runpytest("-p", "no:xdist", f"--latency-save={saved}")
-    first.assert_outcomes(passed=4)
+    first.assert_outcomes(passed=5)
     # Compared with a saved run, results also carry their "regression".
     result = pytester.runpytest(
         "-p", "no:xdist", f"--latency-json={out}", f"--latency-compare={saved}"
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     doc = json.loads(out.read_text())
     assert mismatches(doc, LatencyReport) == []
-    assert (len(doc["results"]), len(doc["accuracy"]), len(doc["comparisons"])) == (2, 1, 1)
+    assert (len(doc["results"]), len(doc["accuracy"]), len(doc["comparisons"])) == (3, 1, 1)
     assert all("regression" in r and "samples_ns" in r for r in doc["results"])
     assert doc["results"][0]["stages_ms"]["parse"]["n"] == doc["results"][0]["n"]
     assert mismatches(json.loads(saved.read_text()), LatencyReport) == []

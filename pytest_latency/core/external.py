@@ -1,0 +1,97 @@
+"""Verdicts on latencies measured elsewhere: a browser's ``performance.now()``, a device, a load
+tool's per-request log, a production trace.
+
+    >>> from pytest_latency.core.external import judge
+    >>> judge([2.0] * 400, {"p99_ms": 10}).verdict.decision.value
+    'PASS'
+
+The samples get the same statistics as the plugin's own: order-statistic bounds at the spec's
+confidence, at one look (the sample is fixed: the whole ``1 - confidence`` is spent on it), errors
+against ``max_error_rate``, unfinished requests (`unfinished_ms`, the time each had waited)
+counted at their lower bound for lower bounds and as unknown-but-larger for upper bounds, so
+they can only push a verdict towards FAIL. What the plugin cannot know about a measurement it
+did not run is refused rather than guessed: a ``cold_start_ms`` target (which call was the
+first?), and ``min_rps`` without the wall time the requests took (`wall_s`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .runner import Measurement
+from .samples import LoadStats, Samples
+from .spec import Spec, SpecError
+from .verdict import evaluate
+
+__all__ = ["judge"]
+
+
+def _as_ms_array(values: Any, what: str) -> np.ndarray[Any, Any]:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{what} must be numbers of milliseconds: {exc}") from None
+    if array.ndim != 1:
+        raise SpecError(f"{what} must be a flat sequence of milliseconds, got shape {array.shape}")
+    bad = np.flatnonzero(~np.isfinite(array) | (array < 0))
+    if len(bad):
+        i = int(bad[0])
+        raise SpecError(
+            f"{what}[{i}] = {array[i]!r} is not a latency; expected a finite number of "
+            f"milliseconds >= 0 ({len(bad)} such value(s))"
+        )
+    return array
+
+
+def judge(
+    latencies_ms: Sequence[float] | np.ndarray[Any, Any],
+    spec: Spec | Mapping[str, Any],
+    *,
+    errors: int = 0,
+    unfinished_ms: Sequence[float] | np.ndarray[Any, Any] = (),
+    wall_s: float | None = None,
+    source: str = "external",
+) -> Measurement:
+    """Decide `spec` on `latencies_ms` (successful requests), `errors` (failed ones) and
+    `unfinished_ms` (requests that never answered, each at the time it had waited)."""
+    if not isinstance(spec, Spec):
+        spec = Spec.from_kwargs(**dict(spec))
+    if spec.cold_start_ms is not None:
+        raise SpecError(
+            "cold_start_ms cannot be judged on samples measured elsewhere (which one was the "
+            "first call?); judge the first request's latency as a sample of its own"
+        )
+    if spec.min_rps is not None and wall_s is None:
+        raise SpecError(
+            "min_rps needs wall_s: the seconds the requests took, from the first start to the "
+            "last end"
+        )
+    if wall_s is not None and (
+        isinstance(wall_s, bool)
+        or not isinstance(wall_s, int | float)
+        or not (math.isfinite(wall_s) and wall_s > 0)
+    ):
+        raise SpecError(f"wall_s={wall_s!r} is not valid; expected seconds > 0")
+    if isinstance(errors, bool) or not isinstance(errors, int) or errors < 0:
+        raise SpecError(f"errors={errors!r} is not valid; expected a whole number >= 0")
+    latencies = _as_ms_array(latencies_ms, "latencies_ms")
+    unfinished = _as_ms_array(unfinished_ms, "unfinished_ms")
+    if not len(latencies) and not errors and not len(unfinished):
+        raise SpecError("no samples to judge: latencies_ms is empty, with no errors or unfinished")
+    spec = spec.resolved({})
+    samples = Samples(
+        latencies_ns=np.rint(latencies * 1e6).astype(np.int64),
+        errors=errors,
+        first_error=f"{errors} request(s) failed (reported by {source})" if errors else None,
+        wall_ns=math.ceil(wall_s * 1e9) if wall_s is not None else 0,
+        looks=1,
+        stopped_by="external",
+        load=LoadStats(mode="external", issued=len(latencies) + errors + len(unfinished)),
+        censored_ns=np.rint(unfinished * 1e6).astype(np.int64),
+        call_name=source,
+    )
+    return Measurement(samples, evaluate(samples, spec, look=1, fixed=True))
