@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from .core.compare import Comparison
     from .core.external import judge
+    from .core.importers import perf_analyzer_export
     from .core.spec import AccuracySpec
     from .plugin.failures import LatencyMissed, PytestLatencyWarning, SloFailure
     from .plugin.fixture import LatencyFixture
@@ -61,6 +62,7 @@ __all__ = [
     "judge",
     "measure",
     "min_samples_for_quantile",
+    "perf_analyzer_export",
     "record_stage",
     "stage",
 ]
@@ -76,6 +78,7 @@ _ELSEWHERE = {
     "AccuracyGate": "plugin.gate",
     "Comparison": "core.compare",
     "judge": "core.external",  # verdicts on samples measured elsewhere
+    "perf_analyzer_export": "core.importers",
     "AccuracySpec": "core.spec",
     "LatencyReport": "report.schema",  # the typed --latency-json document
 }
