@@ -5,6 +5,8 @@ pytest-latency show results.json -v     # plus every target's table and the envi
 pytest-latency compare before.json after.json --threshold 10%   # exit 1 on a regression
 pytest-latency plot results.json -o report.html         # the HTML report with plots
 pytest-latency plot before.json after.json -o cdf.png   # after overlaid on before (png/svg/pdf)
+pytest-latency plan p99_ms=10 p999_ms=25 confidence=0.99 rate_rps=50 max_time_s=60
+pytest-latency plan p99_ms=10 --call-ms 3               # samples and time per target
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.set_defaults(func=_show)
     _add_compare(sub)
     _add_plot_command(sub)
+    _add_plan(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -248,3 +251,66 @@ def _add_plot_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# -- plan: samples and time each target of a marker needs ------------------------------------
+
+
+def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="how many samples, and how long, each target of a marker needs",
+        description="Give the marker's keywords as KEY=VALUE (p99_ms=10 confidence=0.99 "
+        "rate_rps=50 max_time_s=60). Exit 1 when a target cannot be decided within the "
+        "budget (max_samples, max_time_s).",
+    )
+    plan.add_argument("keywords", nargs="+", metavar="KEY=VALUE", help="the marker's keywords")
+    plan.add_argument(
+        "--call-ms",
+        type=float,
+        help="a closed loop's time per call, for the time column (an open loop uses rate_rps)",
+    )
+    plan.set_defaults(func=_plan)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import ast
+
+    from .core.plan import DEFAULT_CONFIDENCE, plan, undecidable
+    from .core.spec import Spec
+    from .report.table import render_columns
+
+    kwargs = {}
+    for item in args.keywords:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{item!r} is not KEY=VALUE, e.g. p99_ms=10")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key.strip()] = raw.strip()  # a word, e.g. arrivals=constant
+    if args.call_ms is not None and not args.call_ms > 0:
+        raise ValueError(f"--call-ms {args.call_ms!r} is not valid; expected milliseconds > 0")
+    spec = Spec.from_kwargs(**kwargs)
+    rows = plan(spec, args.call_ms)
+    if not rows:
+        raise ValueError("no percentile target to plan: give one, e.g. p99_ms=10")
+    header = ["target", "fewest samples", *[f"{k} over" for k, _ in rows[0].with_exceedances]]
+    header += ["time (fewest)", "fits the budget"]
+    table = []
+    for p in rows:
+        time_text = "-" if p.seconds is None else f"{p.seconds:,.1f} s"
+        fits = {True: "yes", False: "NO", None: "samples yes; time unknown"}[p.fits]
+        more = [f"{n:,}" for _, n in p.with_exceedances]
+        table.append([p.target, f"{p.min_samples:,}", *more, time_text, fits])
+    confidence = spec.confidence if spec.confidence is not None else DEFAULT_CONFIDENCE
+    print(
+        f"at {confidence * 100:g}% confidence; budget: max_samples={rows[0].max_samples:,}, "
+        f"max_time_s={rows[0].max_time_s:g}"
+    )
+    for line in render_columns(header, table):
+        print(line)
+    reasons = undecidable(spec, args.call_ms)
+    for reason in reasons:
+        print(f"cannot be decided: {reason}")
+    return 1 if reasons else 0

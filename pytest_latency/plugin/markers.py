@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from ..core.spec import AccuracySpec, Spec, SpecError
-from .keys import ACCURACY_KEY, BENCHMARK_FIXTURE, SPEC_KEY
+from .failures import PytestLatencyWarning
+from .keys import ACCURACY_KEY, BENCHMARK_FIXTURE, SETTINGS_KEY, SPEC_KEY
 
 SLO_MARKER = (
     "slo(p50_ms=None, p90_ms=None, p95_ms=None, p99_ms=None, p999_ms=None, max_ms=None, "
@@ -132,6 +133,21 @@ def validate(item: pytest.Item) -> None:
                 f"add it to the test's arguments and call it{alternative}",
             )
         item.stash[key] = spec
+        if marker == "slo" and fixture == "latency":
+            _warn_if_undecidable(item, spec)
+
+
+def _warn_if_undecidable(item: pytest.Item, spec: Spec) -> None:
+    """A target its own budget cannot decide (p99.9 at 99 % in 5 s at 100 rps): say so now,
+    before minutes are spent on a run that can only end INCONCLUSIVE or FAIL."""
+    # The planner's statistics load numpy: imported when an slo test is collected, not when
+    # the plugin is (pytest --help stays light).
+    from ..core.plan import undecidable
+
+    settings = item.config.stash.get(SETTINGS_KEY, None)
+    resolved = spec.resolved(settings.spec_defaults() if settings is not None else {})
+    for reason in undecidable(resolved):
+        item.warn(PytestLatencyWarning(f"{item.nodeid}: cannot be decided as planned: {reason}"))
 
 
 def needs_validation(item: pytest.Item) -> bool:

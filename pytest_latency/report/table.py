@@ -99,9 +99,31 @@ def failure_message(result: Row) -> str:
         f"stopped: {result['stopped_by']}"
     )
     lines.append(context_line(result))
+    lines += _to_decide(result)
     if result.get("first_error"):
         lines += ["", "first error:", result["first_error"].rstrip()]
     return "\n".join(lines)
+
+
+def _to_decide(result: Row) -> list[str]:
+    """For an INCONCLUSIVE verdict: how long the samples that would decide it take at the
+    rate this run measured, and which marker keyword holds them back."""
+    needed = [
+        t["samples_to_decide"]
+        for t in result.get("targets", [])
+        if t.get("decision") == "INCONCLUSIVE" and t.get("samples_to_decide")
+    ]
+    rate = result.get("throughput_rps")
+    if not needed or not rate or result.get("stopped_by") not in ("max_time", "max_samples"):
+        return []
+    need = max(needed)
+    more_s = max(0, need - result["n"]) / rate
+    keyword = "max_samples" if result["stopped_by"] == "max_samples" else "max_time_s"
+    return [
+        f"to decide it: about {need:,} samples in all, {more_s:,.0f} s more at the measured "
+        f"{rate:,.1f} samples/s; stopped by {keyword}: raise it in the marker "
+        f"(@pytest.mark.slo({keyword}=...)), or accept a lower confidence"
+    ]
 
 
 def context_line(result: Row) -> str:
