@@ -79,12 +79,18 @@ class LocustDriver(OpenLoopDriver):
             return self.wall()
         now = self.wall()
         silent = [w for w, t in self._heard.items() if now - t > SILENT_S * 1e9]
-        if silent or not self.cluster.alive():
+        if silent:
             raise LocustError(
                 f"{len(silent)} of {self.workers} Locust workers stopped reporting for more "
                 f"than {SILENT_S:g} s (dead, or the master lost them)"
-                if silent
-                else "the Locust master exited mid-measurement"
+            )
+        if not self.cluster.alive():
+            raise LocustError("the Locust master exited mid-measurement")
+        if self.cluster.connected < self.workers:
+            # The master missed a worker's heartbeats: a worker died or lost the network.
+            raise LocustError(
+                f"a Locust worker disconnected mid-measurement: {self.cluster.connected} of "
+                f"{self.workers} still connected; its requests' outcomes are unknown"
             )
         return self._confirmed
 

@@ -88,3 +88,10 @@ def keepalive_get(target: str) -> None:
         conn = _local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     conn.request("GET", "/")
     conn.getresponse().read()
+
+
+def die_at_100(i: int) -> dict[str, object]:
+    """Payloads for ``latency.http``: the worker that issues arrival 100 dies on the spot."""
+    if i == 100:
+        os._exit(1)
+    return {}

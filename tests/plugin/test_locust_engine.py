@@ -168,6 +168,26 @@ def test_remote(latency):
     result.stdout.fnmatch_lines(["*0 of 2 Locust workers connected*", "*locust --worker*"])
 
 
+def test_a_worker_that_dies_mid_run_fails_the_test_and_nothing_is_left(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        HEADER
+        + """
+@pytest.mark.slo(p99_ms=100, rate_rps=100, engine="locust", workers=2, warmup=0,
+                 min_samples=2000, max_time_s=30)
+def test_dies(latency):
+    with serve() as server:
+        latency.http("GET", url(server), payloads="tests.plugin.loopback_http:die_at_100")
+"""
+    )
+    started = time.monotonic()
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Locust worker*"])
+    assert time.monotonic() - started < 20  # noticed within seconds, not at max_time_s
+
+
 def test_in_process_and_locust_agree_at_a_rate_both_sustain(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         HEADER

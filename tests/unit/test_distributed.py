@@ -31,6 +31,7 @@ class FakeCluster:
             stall,
         )
         self.listener: Any = None
+        self.connected = workers
         self.commands: list[str] = []
         self._stop = threading.Event()
         self.pids: list[int] = []
