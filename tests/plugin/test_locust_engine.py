@@ -4,6 +4,7 @@ process outlives it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,7 +67,13 @@ def test_pooled(latency):
     assert result.verdict.passed, result.verdict
 """
     )
-    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+    pytester.runpytest("-p", "no:randomly", "--latency-json=out.json").assert_outcomes(passed=1)
+    # The same report as any measurement: raw samples, the engine in the spec.
+    (result,) = json.loads((pytester.path / "out.json").read_text())["results"]
+    assert result["spec"]["engine"] == "locust"
+    assert result["spec"]["workers"] == 2
+    assert len(result["samples_ns"]) == result["n"] >= 299
+    assert result["load"]["concurrency"] == 2
 
 
 def test_a_server_that_stalls_for_two_seconds_fails_under_locust_and_in_process(
