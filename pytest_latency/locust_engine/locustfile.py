@@ -13,6 +13,7 @@ need to agree. Locust's request statistics are not fed: its percentiles are roun
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import time
 import traceback
@@ -59,7 +60,19 @@ def make_request(target: dict[str, Any]) -> Callable[[int], None]:
     if target["kind"] == "callable":
         fn = load(target["path"])
         args, kwargs = target.get("args", []), target.get("kwargs", {})
-        return lambda i: fn(*args, **kwargs)
+
+        def call(i: int) -> None:
+            value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):  # its work would happen only when awaited
+                if inspect.iscoroutine(value):
+                    value.close()
+                raise TypeError(
+                    f"{target['path']} returned an awaitable: Locust workers run sync "
+                    "callables (gevent makes their blocking I/O cooperative); pass a sync "
+                    "function"
+                )
+
+        return call
     from geventhttpclient import HTTPClient
 
     url = urlsplit(target["url"])

@@ -95,3 +95,7 @@ def die_at_100(i: int) -> dict[str, object]:
     if i == 100:
         os._exit(1)
     return {}
+
+
+async def async_call() -> None:
+    """Not for Locust workers: they run sync callables only."""

@@ -195,6 +195,21 @@ def test_dies(latency):
     assert time.monotonic() - started < 20  # noticed within seconds, not at max_time_s
 
 
+def test_an_async_callable_fails_with_what_workers_can_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.slo(p99_ms=100, rate_rps=50, engine="locust", warmup=0, max_time_s=5)
+def test_async(latency):
+    latency.remote("tests.plugin.loopback_http:async_call")
+"""
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*returned an awaitable: Locust workers run sync callables*"])
+
+
 def test_in_process_and_locust_agree_at_a_rate_both_sustain(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         HEADER
