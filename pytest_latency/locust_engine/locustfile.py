@@ -28,6 +28,7 @@ from locust.runners import WorkerRunner
 from pytest_latency.core.openloop import Schedule
 
 FLUSH_S = 0.02  # events are sent in batches this often
+IDLE_FLUSH_S = 1.0  # once stopped with nothing in flight: only a sign of life
 LEAD_NS = 50_000_000  # the first arrival is this long after the go message arrived
 _SPIN_NS = 1_500_000  # gevent's timers fire up to ~1 ms late: the last stretch yields
 POOL = 512  # HTTP connections per worker; further requests wait for one (and start late)
@@ -117,6 +118,7 @@ class Run:
         self.events: list[list[Any]] = []
         self.stopped = False
         self.replaced = False
+        self.inflight = 0
         self.base = clock() + LEAD_NS
 
     def start(self) -> None:
@@ -144,20 +146,23 @@ class Run:
     def one(self, i: int, intended: int) -> None:
         start = clock()
         self.events.append([i, start - intended, None, None])
+        self.inflight += 1
         error = None
         try:
             self.request(i)
         except Exception as exc:  # the request's failure is data
             error = "".join(traceback.format_exception(exc))
+        self.inflight -= 1
         self.events.append([i, start - intended, clock() - intended, error])
 
     def flush(self) -> None:
         # Every batch carries this worker's time since its base: every event before that
         # instant is in this batch or an earlier one, so the plugin knows that a request not
         # reported finished had waited at least ``now - offset`` (its censored bound). Sent
-        # even when empty, until the next run replaces this one.
+        # even when empty, until the next run replaces this one (slowly once idle).
         while not self.replaced:
-            gevent.sleep(FLUSH_S)
+            idle = self.stopped and not self.inflight and not self.events
+            gevent.sleep(IDLE_FLUSH_S if idle else FLUSH_S)
             batch, self.events = self.events, []
             now = clock() - self.base
             self.runner.send_message(
