@@ -115,12 +115,14 @@ class OpenLoopDriver(Driver):
         self._stop = threading.Event()
         self._loop_done = threading.Event()
         self._threads_started: list[threading.Thread] = []
+        self._begun = False  # the schedule has started (`_begin`)
         self._tasks: set[asyncio.Task[None]] = set()
         self.loop_stuck = False  # async: the loop thread did not stop (a call blocks it)
 
     # -- issuing requests ----------------------------------------------------------------
 
     def _begin(self, deadline_ns: int) -> None:
+        self._begun = True
         self._horizon = self.horizon_ns if self.horizon_ns is not None else deadline_ns
         self._base = self.clock() + _LEAD_NS
         self._offsets = self.schedule.offsets()
@@ -233,7 +235,7 @@ class OpenLoopDriver(Driver):
         then until each has finished or waited `drain_ns`; report what finished, what is
         still running (censored), and what finished of earlier blocks' censored arrivals."""
         block = self.partial = Block()
-        if not self._threads_started:
+        if not self._begun:
             self._begin(deadline_ns)
         clock = self.clock
         first, want = self._cursor, self._cursor + count

@@ -46,6 +46,8 @@ from .verdict import Decision, Verdict, evaluate, look_alpha
 from .warmup import WarmupPolicy, is_steady, next_window_size
 
 Clock = Callable[[], int]
+# Builds the driver of a measurement: (call, resolved spec, clock, drain_ns) -> driver.
+DriverFactory = Callable[[Call, Spec, Clock, int], Driver]
 
 # Blocks last about this long, so the time budget is checked and GC runs at this granularity.
 BLOCK_TARGET_NS = 200_000_000
@@ -180,10 +182,13 @@ def measure(
     clock: Clock = time.perf_counter_ns,
     loop: asyncio.AbstractEventLoop | None = None,
     progress: Callable[[Progress], None] | None = None,
+    driver_factory: DriverFactory | None = None,
 ) -> Measurement:
     """Measure `fn(*args, **kwargs)` under `spec` (already `Spec.resolved`) and decide it.
 
     Async callables run on `loop` (one is created and closed here when none is given).
+    `driver_factory` replaces the in-process drivers (e.g. `distributed.LocustDriver`,
+    whose requests run on Locust workers; `fn` then only names the measurement).
     A sync callable that returns a coroutine, awaitable, generator or future raises
     `NotTimedError` after its first call: timing it would time nothing.
     """
@@ -193,7 +198,11 @@ def measure(
     call = Call(fn, args, kwargs or {}, loop if is_async_callable(fn) else None)
     gc_was_enabled = gc.isenabled()
     with measuring():  # before the driver: its threads and tasks inherit this context
-        driver = make_driver(call, spec, clock)
+        if driver_factory is not None:
+            drain_ns = largest_target_ns(spec) or grace_ns(spec)
+            driver = driver_factory(call, spec, clock, drain_ns)
+        else:
+            driver = make_driver(call, spec, clock)
         try:
             return _measure(call, driver, spec, clock, progress, gc_was_enabled)
         finally:
@@ -258,7 +267,11 @@ def _measure(
         # warm-up into the timed blocks, so a pause between them would delay requests.
         gc.collect()
 
-    cold = cold_start(call, clock, deadline, deadline + grace)
+    cold = (
+        cold_start(call, clock, deadline, deadline + grace)
+        if driver.measures_cold_start
+        else Block()
+    )
     cold_ns = cold.latencies_ns[0] if cold.latencies_ns else None
     collected.errors += cold.errors
     collected.first_error = cold.first_error

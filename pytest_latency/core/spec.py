@@ -30,6 +30,9 @@ PERCENTILE_KEYS: dict[str, float] = {
 TARGET_KEYS = (*PERCENTILE_KEYS, "max_ms", "cold_start_ms", "min_rps")
 
 Arrivals = Literal["poisson", "constant"]
+Engine = Literal["inprocess", "locust"]
+ENGINES = ("inprocess", "locust")
+MAX_WORKERS = 256  # Locust worker processes one test may ask for
 GcMode = Literal["off", "on"]
 
 DEFAULT_CONFIDENCE = 0.95
@@ -84,6 +87,10 @@ class Spec:
     ``rate_rps`` up to `MAX_RATE_RPS`, ``concurrency`` up to `MAX_CONCURRENCY`, samples up to
     `MAX_SAMPLES`, ``max_time_s`` up to `MAX_TIME_S`; ``seed`` (open-loop arrivals) is >= 0.
 
+    ``engine``: ``"inprocess"`` (the default: the pytest process issues every request) or
+    ``"locust"`` (an open loop issued by ``workers`` Locust worker processes, default 1; see
+    ``latency.http`` and ``latency.remote``).
+
     ``regression`` (a share, e.g. ``0.05``) overrides ``--latency-fail-on-regression`` for this
     test when a run is compared with a saved run (``--latency-compare``); it is not a
     target of its own.
@@ -109,6 +116,8 @@ class Spec:
     gc: GcMode | None = None
     budget: Mapping[str, float] | None = None
     regression: float | None = None
+    engine: Engine | None = None
+    workers: int | None = None
     seed: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -155,7 +164,7 @@ class Spec:
         for name, value in builtin.items():
             if getattr(self, name) is None:
                 changes[name] = defaults.get(name) if defaults.get(name) is not None else value
-        if self.concurrency is None and self.rate_rps is None:
+        if self.concurrency is None and self.rate_rps is None and self.engine != "locust":
             changes["concurrency"] = 1
         return replace(self, **changes)
 
@@ -309,6 +318,7 @@ def _validate(spec: Spec) -> None:
             f"regression={reg!r} is not valid; expected the slowdown allowed against the "
             f"saved run as a share in [0, {MAX_REGRESSION:g}], e.g. 0.05 for 5 %"
         )
+    _validate_engine(spec)
     seed = spec.seed
     # numpy's default_rng refuses a negative seed, and only once the open loop starts.
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
@@ -325,6 +335,37 @@ def _validate(spec: Spec) -> None:
             raise SpecError(
                 f"percentiles out of order: {lo_key}={lo:g} > {hi_key}={hi:g}; a higher "
                 "percentile can never be lower, so targets must not decrease"
+            )
+
+
+def _validate_engine(spec: Spec) -> None:
+    if spec.engine is not None and spec.engine not in ENGINES:
+        raise SpecError(
+            f"engine={spec.engine!r} is not valid; expected one of "
+            + ", ".join(repr(e) for e in ENGINES)
+        )
+    _positive(spec, "workers", integer=True, maximum=MAX_WORKERS, why="Locust processes")
+    if spec.workers is not None and spec.engine != "locust":
+        raise SpecError(
+            f"workers={spec.workers!r} needs engine='locust' (Locust worker processes issue "
+            "the load); the in-process engine uses concurrency= or rate_rps= alone"
+        )
+    if spec.engine == "locust":
+        if spec.rate_rps is None:
+            raise SpecError(
+                "engine='locust' needs rate_rps= (Locust workers run an open loop on one "
+                "arrival schedule), e.g. @pytest.mark.slo(p99_ms=20, rate_rps=2000, "
+                "engine='locust', workers=4)"
+            )
+        if spec.concurrency is not None:
+            raise SpecError(
+                f"engine='locust' with concurrency={spec.concurrency!r}: Locust workers run an "
+                "open loop; give rate_rps= instead"
+            )
+        if spec.cold_start_ms is not None:
+            raise SpecError(
+                "cold_start_ms with engine='locust': the first request is part of the "
+                "workers' open loop, not timed on its own; measure the cold start in-process"
             )
 
 

@@ -13,16 +13,19 @@ when a test measures several callables. Every other argument goes to `fn`.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..core.cluster import INSTALL, LocustCluster, LocustError
 from ..core.compare import Comparison
 from ..core.compare import compare as compare_in_blocks
 from ..core.drivers import NotTimedError
 from ..core.external import judge
+from ..core.remote import TargetError, callable_target, describe, http_target
 from ..core.result import Result
 from ..core.runner import Progress, is_async_callable, measure
 from ..core.spec import Spec, SpecError
@@ -44,6 +47,8 @@ class LatencyFixture:
         record: Callable[[Result | Comparison], None],
         fail: Callable[..., Any],
         progress: Callable[[Progress], None] | None = None,
+        skip: Callable[[str], Any] | None = None,
+        locust_cluster: Callable[[int], LocustCluster] | None = None,
     ) -> None:
         self.marker_spec = marker_spec
         self.settings = settings
@@ -53,6 +58,11 @@ class LatencyFixture:
         self._progress = progress
         self._loop: asyncio.AbstractEventLoop | None = None
         self.results: list[Result | Comparison] = []
+        self._skip = skip
+        # Remote workers (--latency-locust-master): the session's cluster; else local ones,
+        # started per test and stopped in `close`.
+        self._locust_cluster = locust_cluster
+        self._clusters: dict[int, LocustCluster] = {}
 
     def spec_for(self, slo: Spec | Mapping[str, Any] | None) -> Spec:
         """The effective spec: the marker's, with `slo` overriding; resolved to defaults."""
@@ -89,6 +99,13 @@ class LatencyFixture:
         if not callable(fn):
             raise TypeError(f"latency() needs a callable first, got {fn!r}")
         spec = self.spec_for(slo)
+        if spec.engine == "locust":
+            self._fail(
+                f"{self.nodeid}: engine='locust' runs its requests in Locust worker processes, "
+                "which cannot call a function of this process: use latency.http(method, url, "
+                "...) for an HTTP endpoint or latency.remote('package.module:function') for "
+                "an importable client; latency(fn) measures in-process"
+            )
         label = name or getattr(fn, "__qualname__", None) or type(fn).__name__
         loop = self._loop_for(fn)
         try:
@@ -139,6 +156,110 @@ class LatencyFixture:
         self._record(result)
         self._enforce(result)
         return result
+
+    def http(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        body: str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        payloads: Any = None,
+        slo: Spec | Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Result:
+        """An HTTP endpoint under an open loop issued by Locust workers (``engine='locust'``,
+        ``workers=N`` on the marker; ``rate_rps`` is the total over all workers). `payloads`
+        varies the request per arrival: a list of ``{"json": ...}`` / ``{"body": ...}`` dicts
+        (taken in turn) or an importable ``f(i) -> dict`` (``"package.module:function"``).
+
+            @pytest.mark.slo(p99_ms=20, rate_rps=3000, engine="locust", workers=4)
+            def test_predict_at_scale(latency, service_url):
+                latency.http("POST", f"{service_url}/predict", json={"texts": ["a fine film"]})
+        """
+        try:
+            target = http_target(
+                method, url, json=json, body=body, headers=headers, payloads=payloads
+            )
+        except TargetError as exc:
+            self._fail(f"{self.nodeid}: {exc}")
+            raise
+        return self._distributed(target, name, slo)
+
+    def remote(
+        self,
+        target: str | Callable[..., Any],
+        *args: Any,
+        slo: Spec | Mapping[str, Any] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Result:
+        """An importable callable (``"package.module:function"``: a gRPC or any other client)
+        run once per arrival by Locust workers, with JSON-able `args` / `kwargs`. It runs under
+        gevent's monkey-patching there: blocking I/O in it yields to the other requests.
+
+            latency.remote("myclient.grpc:predict", "a fine film")
+        """
+        try:
+            spec_target = callable_target(target, *args, **kwargs)
+        except TargetError as exc:
+            self._fail(f"{self.nodeid}: {exc}")
+            raise
+        return self._distributed(spec_target, name, slo)
+
+    def _distributed(
+        self, target: dict[str, Any], name: str | None, slo: Spec | Mapping[str, Any] | None
+    ) -> Result:
+        from ..core.distributed import make_locust_driver
+
+        spec = self.spec_for(slo)
+        if spec.engine != "locust":
+            spec = spec.merged({"engine": "locust"})
+        if not locust_installed():
+            message = f"engine='locust' needs Locust, not installed here: {INSTALL}"
+            if self._skip is None:
+                raise RuntimeError(message)
+            self._skip(message)
+        label = name or describe(target)
+
+        def remote_request() -> None:  # names the measurement; the workers issue requests
+            raise RuntimeError("runs on Locust workers")
+
+        remote_request.__qualname__ = describe(target)
+        try:
+            cluster = self._cluster(spec.workers or 1)
+            measurement = measure(
+                remote_request,
+                spec=spec,
+                progress=self._progress,
+                driver_factory=make_locust_driver(target, cluster),
+            )
+        except LocustError as exc:
+            self._fail(f"{self.nodeid}: {exc}")
+            raise
+        result = Result(
+            label,
+            spec,
+            measurement.samples,
+            measurement.verdict,
+            self.nodeid,
+            named=name is not None,
+        )
+        self.results.append(result)
+        self._record(result)
+        self._enforce(result)
+        return result
+
+    def _cluster(self, workers: int) -> LocustCluster:
+        if self._locust_cluster is not None:
+            return self._locust_cluster(workers)
+        cluster = self._clusters.get(workers)
+        if cluster is None or not cluster.alive():
+            cluster = LocustCluster(workers)
+            self._clusters[workers] = cluster
+            cluster.start()
+        return cluster
 
     def speedup(
         self,
@@ -308,10 +429,18 @@ class LatencyFixture:
         return self._loop
 
     def close(self) -> None:
+        for cluster in self._clusters.values():
+            cluster.close()
+        self._clusters.clear()
         if self._loop is not None and not self._loop.is_running():
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
         self._loop = None
+
+
+def locust_installed() -> bool:
+    """Whether the ``locust`` extra is installed (found, not imported: it monkey-patches)."""
+    return importlib.util.find_spec("locust") is not None
 
 
 def _only_targets_missed(verdict: Verdict) -> bool:

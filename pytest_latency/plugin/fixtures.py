@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 from .failures import PytestLatencyWarning
-from .keys import ACCURACY_KEY, CALL_PASSED_KEY, RESULTS_KEY, SETTINGS_KEY, SPEC_KEY
+from .keys import (
+    ACCURACY_KEY,
+    CALL_PASSED_KEY,
+    LOCUST_KEY,
+    RESULTS_KEY,
+    SETTINGS_KEY,
+    SPEC_KEY,
+)
 from .markers import accuracy_spec, marker_spec
 from .progress import live_progress
 from .saved_run import check_regression
 
 if TYPE_CHECKING:  # the fixtures' types import numpy: kept out of `pytest --help`
+    from ..core.cluster import LocustCluster
     from ..core.compare import Comparison
     from .fixture import LatencyFixture
     from .gate import AccuracyGate, AccuracyResult
@@ -54,13 +62,16 @@ def latency(request: pytest.FixtureRequest) -> Iterator[LatencyFixture]:
         store.append(data)
         check_regression(config, item, data)
 
+    settings = config.stash[SETTINGS_KEY]
     fixture = LatencyFixture(
         marker_spec=spec,
-        settings=config.stash[SETTINGS_KEY],
+        settings=settings,
         nodeid=item.nodeid,
         record=record,
         fail=failures.fail,
         progress=live_progress(config, item.nodeid),
+        skip=lambda message: pytest.skip(message),
+        locust_cluster=_remote_cluster(config) if settings.locust_master else None,
     )
     yield fixture
     fixture.close()
@@ -109,6 +120,29 @@ def accuracy_gate(request: pytest.FixtureRequest) -> Iterator[AccuracyGate]:
             "accuracy_gate(...): its accuracy was not checked",
             pytrace=False,
         )
+
+
+def _remote_cluster(config: pytest.Config) -> Callable[[int], LocustCluster]:
+    """--latency-locust-master: one master for the session (workers started elsewhere stay
+    connected from test to test), stopped when the session ends."""
+
+    def get(workers: int) -> LocustCluster:
+        from ..core.cluster import LocustCluster
+
+        cluster = config.stash.get(LOCUST_KEY, None)
+        if cluster is None or not cluster.alive():
+            settings = config.stash[SETTINGS_KEY]
+            cluster = LocustCluster(
+                workers, master=settings.locust_master, timeout_s=settings.locust_timeout_s
+            )
+            config.stash[LOCUST_KEY] = cluster
+            config.add_cleanup(cluster.close)
+            cluster.start()
+        else:
+            cluster.wait_for_workers(workers)
+        return cluster
+
+    return get
 
 
 def _never_called(item: pytest.Item) -> bool:

@@ -57,6 +57,8 @@ class Settings:
     fail_on_regression: bool = False
     strict: bool = False
     markdown_path: str | None = None
+    locust_master: tuple[str, int] | None = None  # engine='locust' with remote workers
+    locust_timeout_s: float = 60.0
 
     def spec_defaults(self) -> dict[str, Any]:
         """Defaults `Spec.resolved` uses for fields a marker leaves unset."""
@@ -99,6 +101,8 @@ class Gathered:
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SAVED_RUN_KEY = pytest.StashKey[SavedRunState]()
 GATHERED_KEY = pytest.StashKey[Gathered]()  # controller only
+# --latency-locust-master: the session's Locust master (a core.cluster.LocustCluster).
+LOCUST_KEY = pytest.StashKey[Any]()
 # item.stash
 SPEC_KEY = pytest.StashKey[Spec]()
 ACCURACY_KEY = pytest.StashKey[AccuracySpec]()

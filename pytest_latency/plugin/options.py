@@ -79,6 +79,13 @@ def _threshold(raw: Any) -> float:
     return parse_threshold(raw)
 
 
+def _master(raw: Any) -> tuple[str, int]:
+    # core.cluster only parses here (no Locust import: it runs in subprocesses).
+    from ..core.cluster import parse_master
+
+    return parse_master(str(raw).strip())
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its flag, its ini key (`dest`), how it is read and checked.
@@ -226,6 +233,25 @@ OPTIONS: tuple[Option, ...] = (
         "",
         boolean=True,
     ),
+    Option(
+        "latency_locust_master",
+        "--latency-locust-master",
+        "engine='locust' across machines: open the Locust master on HOST:PORT and wait for the "
+        "test's workers=N workers started elsewhere (locust --worker -f \"$(python -m "
+        'pytest_latency.locust_engine)" --master-host HOST --master-port PORT); by default '
+        "the plugin starts N local workers per test",
+        "HOST:PORT",
+        _master,
+        "HOST:PORT, e.g. 0.0.0.0:5557",
+    ),
+    Option(
+        "latency_locust_timeout_s",
+        "--latency-locust-timeout",
+        "with --latency-locust-master: seconds to wait for the workers to connect (default 60)",
+        "S",
+        _seconds,
+        "seconds > 0, e.g. 120",
+    ),
 )
 BY_DEST = {option.dest: option for option in OPTIONS}
 # Options that only mean something beside --latency-compare.
@@ -330,6 +356,8 @@ def resolve(config: pytest.Config, default_seed: int) -> Settings:
         fail_on_regression=threshold is not None,
         strict=values["latency_compare_strict"],
         markdown_path=values["latency_markdown"],
+        locust_master=values["latency_locust_master"],
+        locust_timeout_s=pick("latency_locust_timeout_s", 60.0),
     )
 
 
@@ -356,4 +384,10 @@ def header(settings: Settings) -> list[str]:
         parts.append(f"markdown={settings.markdown_path}")
     if parts:
         lines.append("latency saved run: " + ", ".join(parts))
+    if settings.locust_master:
+        host, port = settings.locust_master
+        lines.append(
+            f"latency locust: master on {host}:{port}, waiting up to "
+            f"{settings.locust_timeout_s:g} s for remote workers"
+        )
     return lines

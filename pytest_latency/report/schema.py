@@ -83,6 +83,8 @@ class Spec(TypedDict):
     gc: Literal["off", "on"] | None
     budget: dict[str, float] | None
     regression: float | None
+    engine: Literal["inprocess", "locust"] | None
+    workers: int | None
     seed: int | None
 
 

@@ -129,9 +129,15 @@ def _to_decide(result: Row) -> list[str]:
 def context_line(result: Row) -> str:
     parts = []
     load = result.get("load") or {}
+    spec = result.get("spec") or {}
     if load.get("mode") == "open":
+        on = (
+            f" on {spec.get('workers') or 1} Locust workers"
+            if spec.get("engine") == "locust"
+            else ""
+        )
         parts.append(
-            f"open loop {load['offered_rps']:g} rps {load.get('arrivals')}: "
+            f"open loop {load['offered_rps']:g} rps {load.get('arrivals')}{on}: "
             f"{load['issued']} issued, {load['late']} started >"
             f"{load['late_threshold_ns'] / 1e6:g} ms late, {load['not_issued']} not issued, "
             f"start lag p99 {_num((load.get('start_lag_p99_ns') or 0) / 1e6, 'ms')} ms"

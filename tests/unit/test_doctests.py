@@ -11,11 +11,15 @@ import pytest
 
 import pytest_latency
 
+# Modules that run only in Locust's processes: importing locust monkey-patches with gevent,
+# which must never happen in the pytest process.
+LOCUST_SIDE = "pytest_latency.locust_engine."
+
 
 def _modules() -> list[str]:
     prefix = pytest_latency.__name__ + "."
     names = [m.name for m in pkgutil.walk_packages(pytest_latency.__path__, prefix)]
-    return [pytest_latency.__name__, *names]
+    return [pytest_latency.__name__, *(n for n in names if not n.startswith(LOCUST_SIDE))]
 
 
 @pytest.mark.parametrize("name", _modules())

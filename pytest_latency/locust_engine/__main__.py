@@ -1,0 +1,7 @@
+"""Print the locustfile that pytest-latency's Locust workers run."""
+
+from __future__ import annotations
+
+from . import LOCUSTFILE
+
+print(LOCUSTFILE)
