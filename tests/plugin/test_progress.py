@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import select
 import subprocess
 import sys
 import time
@@ -45,14 +46,24 @@ def run_on_a_terminal(pytester: pytest.Pytester, *args: str) -> str:
     )
     os.close(slave)
     chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+    deadline = time.monotonic() + 120
+    # Read until the child has exited and the terminal is drained. Not until EOF/EIO alone:
+    # that comes only once every copy of the slave end is closed, and one CI run hung here
+    # with the child gone and a copy still open in this process.
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        elif proc.poll() is not None:
+            break  # exited, and nothing more to read
+    else:
+        proc.kill()
     proc.wait(timeout=60)
     os.close(master)
     return b"".join(chunks).decode(errors="replace")
