@@ -4,6 +4,7 @@ process outlives it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("locust", reason="pip install 'pytest-latency[locust]'")
+# Found, never imported: importing locust runs gevent's monkey.patch_all() in this process,
+# which turns every later test's threads into greenlets (one CI run: Triton's dynamic-batching
+# tests failed and an asyncio gRPC test hung after these tests had run).
+if importlib.util.find_spec("locust") is None:
+    pytest.skip("needs Locust: pip install 'pytest-latency[locust]'", allow_module_level=True)
 
 from pytest_latency.core.cluster import LOCUSTFILE, free_port
 
@@ -312,6 +317,11 @@ def test_needs_locust(latency):
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs Locust*pip install 'pytest-latency?locust?'*"])
+
+
+def test_this_test_process_never_imported_locust_or_gevent() -> None:
+    """Everything above drove Locust; none of it may have loaded gevent here."""
+    assert not [m for m in ("locust", "gevent", "gevent.monkey") if m in sys.modules]
 
 
 def test_the_pytest_side_of_the_engine_never_imports_locust_or_gevent() -> None:
