@@ -121,10 +121,7 @@ class LatencyFixture:
             self.nodeid,
             named=name is not None,
         )
-        self.results.append(result)
-        self._record(result)
-        self._enforce(result)
-        return result
+        return self._keep(result)
 
     def judge(
         self,
@@ -152,10 +149,7 @@ class LatencyFixture:
             source=name,
         )
         result = Result(name, spec, measurement.samples, measurement.verdict, self.nodeid, True)
-        self.results.append(result)
-        self._record(result)
-        self._enforce(result)
-        return result
+        return self._keep(result)
 
     def http(
         self,
@@ -246,10 +240,7 @@ class LatencyFixture:
             self.nodeid,
             named=name is not None,
         )
-        self.results.append(result)
-        self._record(result)
-        self._enforce(result)
-        return result
+        return self._keep(result)
 
     def _cluster(self, workers: int) -> LocustCluster:
         if self._locust_cluster is not None:
@@ -385,6 +376,13 @@ class LatencyFixture:
                 self._fail(message)
             elif self.settings.inconclusive == "warn":
                 warnings.warn(PytestLatencyWarning(message), stacklevel=3)
+        return result
+
+    def _keep(self, result: Result) -> Result:
+        """Record a measurement of this test and enforce its verdict."""
+        self.results.append(result)
+        self._record(result)
+        self._enforce(result)
         return result
 
     def _enforce(self, result: Result) -> None:
