@@ -41,7 +41,7 @@ def _as_ms_array(values: Any, what: str) -> np.ndarray[Any, Any]:
     if len(bad):
         i = int(bad[0])
         raise SpecError(
-            f"{what}[{i}] = {array[i]!r} is not a latency; expected a finite number of "
+            f"{what}[{i}] = {float(array[i])!r} is not a latency; expected a finite number of "
             f"milliseconds >= 0 ({len(bad)} such value(s))"
         )
     return array
