@@ -27,33 +27,8 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
 
-from .stats import binom_cdf, binom_sf
+from .stats import clopper_pearson
 from .verdict import Decision, TargetResult, Verdict
-
-
-def _bisect(f: Any, lo: float = 0.0, hi: float = 1.0, iters: int = 60) -> float:
-    """Root of a monotone increasing `f` on [lo, hi]."""
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        if f(mid) < 0:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def clopper_pearson(k: int, n: int, alpha: float) -> tuple[float, float]:
-    """One-sided exact bounds ``(lower, upper)`` for a binomial share, each at ``1 - alpha``."""
-    if n <= 0:
-        return 0.0, 1.0
-    # lower: P(X >= k | p) = alpha; upper: P(X <= k | p) = alpha (both monotone in p).
-    lower = (
-        0.0 if k == 0 else _bisect(lambda p: binom_sf(k, n, min(max(p, 1e-15), 1 - 1e-15)) - alpha)
-    )
-    upper = (
-        1.0 if k == n else _bisect(lambda p: alpha - binom_cdf(k, n, min(max(p, 1e-15), 1 - 1e-15)))
-    )
-    return lower, upper
 
 
 def wilson(k: int, n: int, z: float) -> tuple[float, float]:

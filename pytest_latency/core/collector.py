@@ -30,6 +30,7 @@ class Collector:
         self.censored: dict[int, int] = {}  # open loop: arrival index -> lower bound, ns
         self.hung = 0
         self.hung_waited_ns = 0
+        self.wrong: list[int] = []  # latencies of answers `Call.check` rejected
 
     @property
     def calls(self) -> int:
@@ -38,7 +39,7 @@ class Collector:
 
     def add(self, block: Block) -> None:
         late: list[int] = []
-        for i, latency, error in block.resolved:  # earlier-censored requests that finished
+        for i, latency, error, wrong in block.resolved:  # earlier-censored, finished since
             if self.censored.pop(i, None) is None:
                 continue  # a warm-up request
             if latency is None:
@@ -46,6 +47,9 @@ class Collector:
                 self.first_error = self.first_error or error
             else:
                 late.append(latency)
+                if wrong:
+                    self.wrong.append(latency)
+        self.wrong.extend(block.wrong_ns)
         self.censored.update(block.censored)
         for i, waited in block.still_censored.items():
             if i in self.censored:  # not a warm-up request: its bound grew
@@ -90,6 +94,7 @@ class Collector:
             hung=self.hung,
             hung_waited_ns=self.hung_waited_ns,
             call_name=call.name,
+            wrong_ns=np.asarray(self.wrong, dtype=np.int64),
         )
 
     def latencies(self) -> np.ndarray[Any, np.dtype[np.int64]]:

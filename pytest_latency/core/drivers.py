@@ -57,8 +57,10 @@ class Block:
     # Open loop: earlier blocks' censored arrivals still unfinished, with their grown bound.
     still_censored: dict[int, int] = field(default_factory=dict)
     # Open loop: earlier-censored arrivals that have finished since: (index, latency_ns or
-    # None for an error, the error's traceback or None).
-    resolved: list[tuple[int, int | None, str | None]] = field(default_factory=list)
+    # None for an error, the error's traceback or None, whether the answer was wrong).
+    resolved: list[tuple[int, int | None, str | None, bool]] = field(default_factory=list)
+    # Latencies (also in `latencies_ns`) of calls whose answer `Call.check` rejected.
+    wrong_ns: list[int] = field(default_factory=list)
     hung: int = 0  # calls abandoned at the hard limit, still running
     hung_waited_ns: int = 0  # the longest of them had run this long
 
@@ -70,6 +72,19 @@ class Block:
     def add_hung(self, count: int, waited_ns: int) -> None:
         self.hung += count
         self.hung_waited_ns = max(self.hung_waited_ns, waited_ns)
+
+    def add_checked(self, call: Call, value: Any, latency_ns: int) -> None:
+        """A returned call whose answer `call.check` judges (after the timing): timed, and
+        counted as wrong when rejected. A check that raises makes the call an error, with
+        the check's traceback."""
+        try:
+            right = call.right(value)
+        except Exception as exc:
+            self.add_error(exc)
+            return
+        self.latencies_ns.append(latency_ns)
+        if not right:
+            self.wrong_ns.append(latency_ns)
 
 
 class NotTimedError(TypeError):
@@ -110,9 +125,16 @@ class Call:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         loop: asyncio.AbstractEventLoop | None,
+        check: Callable[[Any], object] | None = None,
     ) -> None:
         self.fn, self.args, self.kwargs, self.loop = fn, args, kwargs, loop
         self.is_async = loop is not None
+        # Judges each answer (goodput): truthy when right. Run after the call's timing.
+        self.check = check
+
+    def right(self, value: Any) -> bool:
+        """Whether `check` accepts the answer `value` (True without a check)."""
+        return self.check is None or bool(self.check(value))
 
     @property
     def name(self) -> str:
@@ -195,6 +217,7 @@ class SerialDriver(Driver):
             return block
         target = self.call.bound()
         append = out.append
+        checked = self.call.check is not None
         block_start = now = t0 = clock()
         try:
             for _ in range(count):
@@ -204,13 +227,16 @@ class SerialDriver(Driver):
                 # append happen outside the timed span.
                 t0 = clock()
                 try:
-                    target()
+                    value = target()
                 except Exception as exc:  # the callable's failure is data, not our crash
                     now = clock()
                     block.add_error(exc)
                     continue
                 now = clock()
-                append(now - t0)
+                if checked:
+                    block.add_checked(self.call, value, now - t0)
+                else:
+                    append(now - t0)
         except CallTimeout:  # the watchdog: this call outlived the measurement
             block.add_hung(1, clock() - t0)
         block.wall_ns = clock() - block_start
@@ -219,18 +245,18 @@ class SerialDriver(Driver):
     async def _async_block(
         self, count: int, deadline_ns: int, block: Block, started: list[int]
     ) -> None:
-        clock, call, append = self.clock, self.call, block.latencies_ns.append
+        clock, call = self.clock, self.call
         for _ in range(count):
             t0 = clock()
             if t0 > deadline_ns:
                 break
             started[0] = t0
             try:
-                await call.coro()
+                value = await call.coro()
             except Exception as exc:
                 block.add_error(exc)
                 continue
-            append(clock() - t0)
+            block.add_checked(call, value, clock() - t0)
 
 
 class ClosedLoopDriver(Driver):
@@ -309,6 +335,7 @@ class ClosedLoopDriver(Driver):
         done: tuple[list[int], threading.Event],
     ) -> None:
         target, clock = self.call.bound(), self.clock
+        checked = self.call.check is not None
         local: list[int] = []
         append = local.append
         try:
@@ -317,7 +344,7 @@ class ClosedLoopDriver(Driver):
             while next(counter) < count and now <= deadline_ns:
                 t0 = starts[w] = clock()
                 try:
-                    target()
+                    value = target()
                 except Exception as exc:
                     now = clock()
                     starts[w] = 0
@@ -326,7 +353,11 @@ class ClosedLoopDriver(Driver):
                     continue
                 now = clock()
                 starts[w] = 0
-                append(now - t0)
+                if checked:
+                    with lock:
+                        block.add_checked(self.call, value, now - t0)
+                else:
+                    append(now - t0)
         finally:
             count_done, finished = done
             with lock:
@@ -343,7 +374,7 @@ class ClosedLoopDriver(Driver):
         block: Block,
         starts: list[int],
     ) -> None:
-        clock, call, append = self.clock, self.call, block.latencies_ns.append
+        clock, call = self.clock, self.call
 
         async def worker(w: int) -> None:
             while next(counter) < count:
@@ -352,13 +383,13 @@ class ClosedLoopDriver(Driver):
                     break
                 starts[w] = t0
                 try:
-                    await call.coro()
+                    value = await call.coro()
                 except Exception as exc:
                     starts[w] = 0
                     block.add_error(exc)
                     continue
                 starts[w] = 0
-                append(clock() - t0)
+                block.add_checked(call, value, clock() - t0)
 
         await asyncio.gather(*(worker(w) for w in range(self.concurrency)))
 

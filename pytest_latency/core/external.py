@@ -55,9 +55,11 @@ def judge(
     unfinished_ms: Sequence[float] | np.ndarray[Any, Any] = (),
     wall_s: float | None = None,
     source: str = "external",
+    right: Sequence[bool] | np.ndarray[Any, Any] | None = None,
 ) -> Measurement:
     """Decide `spec` on `latencies_ms` (successful requests), `errors` (failed ones) and
-    `unfinished_ms` (requests that never answered, each at the time it had waited)."""
+    `unfinished_ms` (requests that never answered, each at the time it had waited).
+    `right` (one flag per latency: was the answer right?) is what a goodput target needs."""
     if not isinstance(spec, Spec):
         spec = Spec.from_kwargs(**dict(spec))
     if spec.cold_start_ms is not None:
@@ -82,6 +84,7 @@ def judge(
     unfinished = _as_ms_array(unfinished_ms, "unfinished_ms")
     if not len(latencies) and not errors and not len(unfinished):
         raise SpecError("no samples to judge: latencies_ms is empty, with no errors or unfinished")
+    wrong = _wrong_latencies(latencies, right, spec)
     spec = spec.resolved({})
     samples = Samples(
         latencies_ns=np.rint(latencies * 1e6).astype(np.int64),
@@ -93,5 +96,26 @@ def judge(
         load=LoadStats(mode="external", issued=len(latencies) + errors + len(unfinished)),
         censored_ns=np.rint(unfinished * 1e6).astype(np.int64),
         call_name=source,
+        wrong_ns=np.rint(wrong * 1e6).astype(np.int64),
     )
     return Measurement(samples, evaluate(samples, spec, look=1, fixed=True))
+
+
+def _wrong_latencies(
+    latencies: np.ndarray[Any, Any], right: Any, spec: Spec
+) -> np.ndarray[Any, Any]:
+    """The latencies of the answers flagged wrong in `right`."""
+    if right is None:
+        if spec.goodput is not None:
+            raise SpecError(
+                "goodput needs right=: one flag per latency saying whether that answer was "
+                "right (a goodput target counts only right answers within goodput_ms)"
+            )
+        return latencies[:0]
+    flags = np.asarray(right)
+    if flags.shape != latencies.shape or flags.dtype != np.bool_:
+        raise SpecError(
+            f"right must be one bool per latency ({len(latencies)}), got "
+            f"{flags.dtype} of shape {flags.shape}"
+        )
+    return latencies[~flags]

@@ -105,6 +105,7 @@ class OpenLoopDriver(Driver):
         self._start: list[int] = []  # 0 until a worker starts it
         self._end: list[int] = []  # 0 until it finishes (returns or raises)
         self._error: dict[int, str] = {}
+        self._wrong: set[int] = set()  # arrivals whose answer `call.check` rejected
         self._cursor = 0  # first arrival not yet accounted for by a block
         self._carried: dict[int, int] = {}  # censored in an earlier block, not finished yet
         self._unstarted: set[int] = set()  # accounted for before any worker started them
@@ -175,11 +176,24 @@ class OpenLoopDriver(Driver):
                 time.sleep(0)  # releases the GIL while waiting out the last microseconds
             self._start[i] = clock()
             try:
-                fn(*args, **kwargs)
+                value = fn(*args, **kwargs)
             except Exception as exc:
                 self._failed(i, exc)
                 continue
-            self._end[i] = clock()
+            self._finished(i, value, clock())
+
+    def _finished(self, i: int, value: Any, end: int) -> None:
+        """Arrival `i` returned `value` at `end`: judge the answer (outside the timing), then
+        mark it finished."""
+        if self.call.check is not None:
+            try:
+                right = self.call.right(value)
+            except Exception as exc:  # a check that raises makes the call an error
+                self._failed(i, exc)
+                return
+            if not right:
+                self._wrong.add(i)
+        self._end[i] = end  # last: a non-zero end marks the request finished
 
     def _failed(self, i: int, exc: Exception) -> None:
         end = self.clock()
@@ -222,11 +236,11 @@ class OpenLoopDriver(Driver):
     async def _one_async(self, i: int) -> None:
         self._start[i] = self.clock()
         try:
-            await self.call.coro()
+            value = await self.call.coro()
         except Exception as exc:
             self._failed(i, exc)
             return
-        self._end[i] = self.clock()
+        self._finished(i, value, self.clock())
 
     # -- accounting (main thread) --------------------------------------------------------
 
@@ -269,7 +283,8 @@ class OpenLoopDriver(Driver):
             if self._end[i]:
                 intended = self._carried.pop(i)
                 error = self._error.get(i)
-                block.resolved.append((i, None if error else self._end[i] - intended, error))
+                latency = None if error else self._end[i] - intended
+                block.resolved.append((i, latency, error, i in self._wrong))
             else:
                 block.still_censored[i] = now - self._carried[i]
         block.wall_ns = int((last - first) * 1e9 / self.rate_rps)
@@ -290,6 +305,8 @@ class OpenLoopDriver(Driver):
                     block.first_error = block.first_error or error
                 else:
                     block.latencies_ns.append(end - intended)
+                    if i in self._wrong:
+                        block.wrong_ns.append(end - intended)
             else:
                 block.censored[i] = now - intended
                 self._carried[i] = intended

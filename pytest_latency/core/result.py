@@ -130,6 +130,7 @@ class Result:
             "n": s.n,
             "errors": s.errors,
             "censored": s.censored,
+            "wrong": s.wrong,
             "hung": s.hung,
             "first_error": s.first_error,
             "stopped_by": s.stopped_by,

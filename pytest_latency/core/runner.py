@@ -39,7 +39,7 @@ from .drivers import (
 from .hang import CallTimeout, grace_ns, largest_target_ns, watchdog
 from .openloop import OpenLoopDriver
 from .samples import Samples, WarmupStats
-from .spec import Spec
+from .spec import Spec, SpecError
 from .stages import StageRecorder, measuring, recording
 from .stats import min_samples_for_quantile
 from .verdict import Decision, Verdict, evaluate, look_alpha
@@ -183,8 +183,12 @@ def measure(
     loop: asyncio.AbstractEventLoop | None = None,
     progress: Callable[[Progress], None] | None = None,
     driver_factory: DriverFactory | None = None,
+    check: Callable[[Any], object] | None = None,
 ) -> Measurement:
     """Measure `fn(*args, **kwargs)` under `spec` (already `Spec.resolved`) and decide it.
+
+    `check` judges each answer for a goodput target (truthy: right); it runs after the
+    call's timing, and a spec with ``goodput`` needs it.
 
     Async callables run on `loop` (one is created and closed here when none is given).
     `driver_factory` replaces the in-process drivers (e.g. `distributed.LocustDriver`,
@@ -192,10 +196,18 @@ def measure(
     A sync callable that returns a coroutine, awaitable, generator or future raises
     `NotTimedError` after its first call: timing it would time nothing.
     """
+    if spec.goodput is not None and check is None:
+        raise SpecError(
+            f"goodput={spec.goodput:g} needs check=: a function that takes each call's answer "
+            "and returns whether it is right, e.g. latency(model.predict, text, "
+            "check=lambda label: label == expected)"
+        )
+    if check is not None and not callable(check):
+        raise SpecError(f"check={check!r} is not valid; expected a callable answer -> bool")
     own_loop = None
     if is_async_callable(fn) and loop is None:
         loop = own_loop = asyncio.new_event_loop()
-    call = Call(fn, args, kwargs or {}, loop if is_async_callable(fn) else None)
+    call = Call(fn, args, kwargs or {}, loop if is_async_callable(fn) else None, check)
     gc_was_enabled = gc.isenabled()
     with measuring():  # before the driver: its threads and tasks inherit this context
         if driver_factory is not None:

@@ -83,6 +83,8 @@ class Samples:
     hung: int = 0
     hung_waited_ns: int = 0
     call_name: str = ""
+    # Latencies (also in `latencies_ns`) of calls that returned a wrong answer (goodput).
+    wrong_ns: IntArray = field(default_factory=_no_samples)
 
     @property
     def n(self) -> int:
@@ -99,6 +101,10 @@ class Samples:
     def error_rate(self) -> float:
         total = self.n + self.errors
         return self.errors / total if total else 0.0
+
+    @property
+    def wrong(self) -> int:
+        return len(self.wrong_ns)
 
     @property
     def censored(self) -> int:

@@ -74,7 +74,10 @@ class Spec:
 
     Targets (at least one): ``p50_ms .. p999_ms`` (percentiles decided with confidence bounds),
     ``max_ms`` (the sample maximum), ``cold_start_ms`` (the first call), ``min_rps``
-    (throughput), ``max_error_rate`` (fraction of calls that may raise; default 0).
+    (throughput), ``max_error_rate`` (fraction of calls that may raise; default 0),
+    ``goodput`` with ``goodput_ms`` (the share of calls that answer right within
+    ``goodput_ms``, decided with a one-sided Clopper-Pearson bound; the calls' answers are
+    judged by ``latency(fn, ..., check=...)``).
 
     Plan: ``confidence`` (0..1, default 0.95), ``warmup`` (a count or ``"auto"``),
     ``budget`` (``{stage: p99_ms}`` for spans recorded with `pytest_latency.stage`),
@@ -105,6 +108,8 @@ class Spec:
     cold_start_ms: float | None = None
     min_rps: float | None = None
     max_error_rate: float = 0.0
+    goodput: float | None = None
+    goodput_ms: float | None = None
     confidence: float | None = None
     warmup: int | Literal["auto"] | None = None
     min_samples: int | None = None
@@ -196,6 +201,8 @@ class Spec:
             parts.append(f"cold_start<={self.cold_start_ms:g}ms")
         if self.min_rps is not None:
             parts.append(f"rps>={self.min_rps:g}")
+        if self.goodput is not None:
+            parts.append(f"goodput>={self.goodput:.4g}@{self.goodput_ms:g}ms")
         for name, ms in (self.budget or {}).items():
             parts.append(f"{name}.p99<={ms:g}ms")
         return " ".join(parts)
@@ -261,14 +268,16 @@ def _validate(spec: Spec) -> None:
                 raise SpecError(
                     f"budget[{name!r}]={ms!r} is not valid; expected a positive number of ms"
                 )
+    _validate_goodput(spec)
     if (
         not any(getattr(spec, key) is not None for key in TARGET_KEYS)
+        and spec.goodput is None
         and spec.max_error_rate == 0
         and not spec.budget
     ):
         raise SpecError(
             "no target given; set at least one of "
-            + ", ".join(TARGET_KEYS)
+            + ", ".join((*TARGET_KEYS, "goodput"))
             + " (e.g. @pytest.mark.slo(p99_ms=10))"
         )
     rate = spec.max_error_rate
@@ -336,6 +345,31 @@ def _validate(spec: Spec) -> None:
                 f"percentiles out of order: {lo_key}={lo:g} > {hi_key}={hi:g}; a higher "
                 "percentile can never be lower, so targets must not decrease"
             )
+
+
+def _validate_goodput(spec: Spec) -> None:
+    _positive(spec, "goodput_ms")
+    share = spec.goodput
+    if share is not None and (not _is_number(share) or not 0 < share < 1):
+        raise SpecError(
+            f"goodput={share!r} is not valid; expected the share of calls that must answer "
+            "right within goodput_ms, strictly between 0 and 1 (e.g. 0.99); 1 could never be "
+            "shown with confidence from a finite sample"
+        )
+    if (share is None) != (spec.goodput_ms is None):
+        given, missing = ("goodput", "goodput_ms")
+        if share is None:
+            given, missing = missing, given
+        raise SpecError(
+            f"{given}={getattr(spec, given)!r} needs {missing}: a goodput target is the share "
+            "of calls that are right within a latency bound, e.g. "
+            "@pytest.mark.slo(goodput=0.99, goodput_ms=10)"
+        )
+    if share is not None and spec.engine == "locust":
+        raise SpecError(
+            "goodput with engine='locust': answers are judged in this process by "
+            "latency(fn, ..., check=...); measure goodput in-process"
+        )
 
 
 def _validate_engine(spec: Spec) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -205,3 +206,28 @@ def samples_to_decide(n: int, exceedances: int, q: float, alpha: float) -> int |
     z = NormalDist().inv_cdf(1 - alpha)
     needed = math.ceil(z * z * q * (1 - q) / (gap * gap))
     return max(needed, floor, n + 1)
+
+
+def _bisect(f: Any, lo: float = 0.0, hi: float = 1.0, iters: int = 60) -> float:
+    """Root of a monotone increasing `f` on [lo, hi]."""
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if f(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def clopper_pearson(k: int, n: int, alpha: float) -> tuple[float, float]:
+    """One-sided exact bounds ``(lower, upper)`` for a binomial share, each at ``1 - alpha``."""
+    if n <= 0:
+        return 0.0, 1.0
+    # lower: P(X >= k | p) = alpha; upper: P(X <= k | p) = alpha (both monotone in p).
+    lower = (
+        0.0 if k == 0 else _bisect(lambda p: binom_sf(k, n, min(max(p, 1e-15), 1 - 1e-15)) - alpha)
+    )
+    upper = (
+        1.0 if k == n else _bisect(lambda p: alpha - binom_cdf(k, n, min(max(p, 1e-15), 1 - 1e-15)))
+    )
+    return lower, upper

@@ -16,18 +16,21 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from .hang import grace_ns
 from .samples import CENSORED_UPPER_NS, IntArray, Samples
 from .spec import PERCENTILE_KEYS, Spec
-from .stats import quantile, quantile_bounds, samples_to_decide
+from .stats import clopper_pearson, quantile, quantile_bounds, samples_to_decide
 
 NS_PER_MS = 1_000_000
-SHARE_METRICS = frozenset({"error_rate", "accuracy", "reference_accuracy", "drop", "agreement"})
+SHARE_METRICS = frozenset(
+    {"error_rate", "accuracy", "reference_accuracy", "drop", "agreement", "goodput"}
+)
 INFO_METRICS = frozenset({"accuracy", "reference_accuracy"})
-HIGHER_IS_BETTER = frozenset({"rps", "agreement"})
+HIGHER_IS_BETTER = frozenset({"rps", "agreement", "goodput"})
 
 
 class Decision(enum.Enum):
@@ -131,6 +134,11 @@ class Verdict:
         pct = round(self.confidence * 100, 2)
         if failed:
             t = failed[0]
+            if t.metric == "goodput":
+                return (
+                    f"FAIL: goodput {_share(t.observed)} is under {_share(t.target)} with "
+                    f"{pct:g}% confidence (upper bound {_share(t.upper)}, n={t.n}): {t.note}"
+                )
             if t.metric in ("drop", "agreement"):
                 over = t.metric == "drop"
                 side, which = ("over", "lower") if over else ("under", "upper")
@@ -152,6 +160,18 @@ class Verdict:
                     f"n={t.n})"
                 )
             return f"FAIL: {t.metric} {_fmt(t.observed)} misses {t.target:g} {t.unit}. {t.note}"
+        if open_ and open_[0].metric == "goodput":
+            t = open_[0]
+            more = (
+                f"about {t.samples_to_decide:,} calls in all would decide it"
+                if t.samples_to_decide
+                else "the estimate sits on the target; more calls will not decide it"
+            )
+            return (
+                f"INCONCLUSIVE: goodput {_share(t.observed)} vs {_share(t.target)}: bounds "
+                f"[{_share(t.lower)}, {_share(t.upper)}] straddle the target at {pct:g}% "
+                f"confidence with n={t.n}; {more}"
+            )
         if open_ and open_[0].metric in SHARE_METRICS:
             t = open_[0]
             return (
@@ -309,6 +329,9 @@ def evaluate(samples: Samples, spec: Spec, look: int = 1, *, fixed: bool = False
             )
         )
 
+    if spec.goodput is not None and spec.goodput_ms is not None:
+        rows.append(_goodput_row(samples, spec.goodput, spec.goodput_ms, alpha, confidence, look))
+
     problems = _hung_problems(samples, spec) + _load_problems(samples)
     if missing_stages and n:
         problems += (
@@ -382,6 +405,66 @@ def _percentile_row(
             else None
         ),
     )
+
+
+def _goodput_row(
+    samples: Samples, share: float, bound_ms: float, alpha: float, confidence: float, look: int
+) -> TargetResult:
+    """The share of calls that answered right within `bound_ms`, against `share`.
+
+    Every call counts: a wrong answer, an error, one slower than the bound, and an unfinished
+    one are not good. The lower bound counts an unfinished request that has waited less than
+    the bound as not good, the upper bound as good (it may still answer in time), so neither
+    guess can push a verdict the wrong way. Bounds: one-sided Clopper-Pearson at `alpha`."""
+    bound_ns = round(bound_ms * NS_PER_MS)
+    fast = int(np.count_nonzero(samples.latencies_ns <= bound_ns))
+    fast_wrong = int(np.count_nonzero(samples.wrong_ns <= bound_ns))
+    good = fast - fast_wrong
+    pending = int(np.count_nonzero(samples.censored_ns <= bound_ns))
+    total = samples.n + samples.errors + samples.censored
+    note = (
+        f"{good} of {total} calls right within {bound_ms:g} ms; {samples.wrong} wrong "
+        f"answer(s), {samples.n - fast} slower than {bound_ms:g} ms, {samples.errors} "
+        f"error(s), {samples.censored} unfinished"
+    )
+    if total == 0:
+        return TargetResult("goodput", share, None, None, None, 0, Decision.INCONCLUSIVE, note=note)
+    lower = clopper_pearson(good, total, alpha)[0]
+    upper = clopper_pearson(good + pending, total, alpha)[1]
+    observed = good / total
+    if lower >= share:
+        decision = Decision.PASS
+    elif upper < share:
+        decision = Decision.FAIL
+    else:
+        decision = Decision.INCONCLUSIVE
+    return TargetResult(
+        "goodput",
+        share,
+        observed,
+        lower,
+        upper,
+        total,
+        decision,
+        exceedances=total - good,
+        note=note,
+        samples_to_decide=(
+            _calls_to_decide(observed, share, look_alpha(confidence, look + 1), total)
+            if decision is Decision.INCONCLUSIVE
+            else None
+        ),
+    )
+
+
+def _calls_to_decide(observed: float, share: float, alpha: float, n: int) -> int | None:
+    """About how many calls in all would put a share bound past `share`, if the observed
+    share held (normal approximation: the estimate is all it is for)."""
+    gap = abs(observed - share)
+    if gap == 0:
+        return None
+    z = NormalDist().inv_cdf(1 - alpha)
+    p = min(max(observed, 1 / (n + 1)), 1 - 1 / (n + 1))  # 0 or 1 observed: a variance > 0
+    return max(n + 1, math.ceil(z * z * p * (1 - p) / gap**2))
 
 
 def _hung_problems(samples: Samples, spec: Spec) -> tuple[str, ...]:

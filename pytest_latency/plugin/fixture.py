@@ -7,7 +7,9 @@
 
 Without a marker, pass the SLO: ``latency(fn, slo=Spec(p99_ms=10))`` or ``slo={"p99_ms": 10}``;
 with one, ``slo=`` overrides the marker's keywords for this call. ``name=`` labels the result
-when a test measures several callables. Every other argument goes to `fn`.
+when a test measures several callables. ``check=`` judges each answer for a goodput target
+(``@pytest.mark.slo(goodput=0.99, goodput_ms=10)``): ``check(answer)`` is truthy when the answer
+is right; it runs after the call's timing. Every other argument goes to `fn`.
 """
 
 from __future__ import annotations
@@ -94,11 +96,18 @@ class LatencyFixture:
         *args: Any,
         slo: Spec | Mapping[str, Any] | None = None,
         name: str | None = None,
+        check: Callable[[Any], object] | None = None,
         **kwargs: Any,
     ) -> Result:
         if not callable(fn):
             raise TypeError(f"latency() needs a callable first, got {fn!r}")
         spec = self.spec_for(slo)
+        if check is not None and spec.goodput is None:
+            raise SpecError(
+                f"{self.nodeid}: check= judges answers for a goodput target, and this SLO has "
+                "none; add goodput=..., goodput_ms=... (e.g. @pytest.mark.slo(p99_ms=10, "
+                "goodput=0.99, goodput_ms=10))"
+            )
         if spec.engine == "locust":
             self._fail(
                 f"{self.nodeid}: engine='locust' runs its requests in Locust worker processes, "
@@ -109,7 +118,9 @@ class LatencyFixture:
         label = name or getattr(fn, "__qualname__", None) or type(fn).__name__
         loop = self._loop_for(fn)
         try:
-            measurement = measure(fn, args, kwargs, spec=spec, loop=loop, progress=self._progress)
+            measurement = measure(
+                fn, args, kwargs, spec=spec, loop=loop, progress=self._progress, check=check
+            )
         except NotTimedError as exc:
             self._fail(f"{self.nodeid}: {exc}")
             raise  # not reached: `fail` raises
@@ -132,6 +143,7 @@ class LatencyFixture:
         errors: int = 0,
         unfinished_ms: Sequence[float] | Any = (),
         wall_s: float | None = None,
+        right: Sequence[bool] | Any = None,
     ) -> Result:
         """The marker's SLO decided on latencies measured elsewhere (a browser's
         ``performance.now()``, a device, a load tool's per-request log), reported like any
@@ -147,6 +159,7 @@ class LatencyFixture:
             unfinished_ms=unfinished_ms,
             wall_s=wall_s,
             source=name,
+            right=right,
         )
         result = Result(name, spec, measurement.samples, measurement.verdict, self.nodeid, True)
         return self._keep(result)

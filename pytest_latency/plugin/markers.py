@@ -15,7 +15,8 @@ from .keys import ACCURACY_KEY, BENCHMARK_FIXTURE, SETTINGS_KEY, SPEC_KEY
 
 SLO_MARKER = (
     "slo(p50_ms=None, p90_ms=None, p95_ms=None, p99_ms=None, p999_ms=None, max_ms=None, "
-    "cold_start_ms=None, min_rps=None, max_error_rate=0, confidence=0.95, warmup='auto', "
+    "cold_start_ms=None, min_rps=None, max_error_rate=0, goodput=None, goodput_ms=None, "
+    "confidence=0.95, warmup='auto', "
     "min_samples=None, max_samples=None, max_time_s=None, concurrency=1, rate_rps=None, "
     "arrivals='poisson', gc='off', budget=None, regression=None): a latency SLO that the "
     "`latency` fixture measures and enforces with stated confidence (regression: the slowdown "

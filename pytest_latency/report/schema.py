@@ -72,6 +72,8 @@ class Spec(TypedDict):
     cold_start_ms: float | None
     min_rps: float | None
     max_error_rate: float
+    goodput: float | None
+    goodput_ms: float | None
     confidence: float | None
     warmup: int | str | None
     min_samples: int | None
@@ -179,6 +181,7 @@ class Result(TypedDict):
     n: int
     errors: int
     censored: int
+    wrong: NotRequired[int]  # answers `check=` rejected (a goodput target)
     hung: int
     first_error: str | None
     stopped_by: str

@@ -250,7 +250,9 @@ def _binding_text(t: Row | None) -> str:
         return "-"
     op = ">=" if t["metric"] in HIGHER_IS_BETTER else "<="
     unit = t["unit"] or ""
-    target = f"{t['target']:.2%}" if t["metric"] == "error_rate" else f"{t['target']:g}"
+    target = (
+        f"{t['target']:.2%}" if t["metric"] in ("error_rate", "goodput") else f"{t['target']:g}"
+    )
     return f"{t['metric']}{op}{target}{unit}"
 
 

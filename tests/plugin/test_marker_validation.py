@@ -262,9 +262,9 @@ def test_markers_listing_shows_the_slo_signature_with_an_example(
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "@pytest.mark.slo(p50_ms=None, *p99_ms=None, *max_error_rate=0, confidence=0.95, "
-            "warmup='auto', *concurrency=1, rate_rps=None, arrivals='poisson', gc='off', "
-            "budget=None, regression=None): a latency SLO *Example: "
+            "@pytest.mark.slo(p50_ms=None, *p99_ms=None, *max_error_rate=0, goodput=None, "
+            "goodput_ms=None, confidence=0.95, warmup='auto', *concurrency=1, rate_rps=None, "
+            "arrivals='poisson', gc='off', budget=None, regression=None): a latency SLO *Example: "
             "@pytest.mark.slo(p99_ms=10, p50_ms=4) def test_fast(latency): latency(fn)",
         ]
     )

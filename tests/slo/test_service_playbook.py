@@ -392,3 +392,57 @@ def test_colocated_service_loses_at_most_two_accuracy_points(
     texts, labels = list(splits.test.texts), list(splits.test.labels)
     result = accuracy_gate(labels_over_http(colocated_url), reference, texts, labels)
     assert result.reference_accuracy >= 0.82
+
+
+class Corrupting:
+    """A client that knows the right answer: it cycles over `texts`, and on a seeded
+    `share` of requests flips the label the service returned (a proxy that corrupts
+    answers in flight). Returns ``(text, label)`` for the check to judge."""
+
+    def __init__(self, url: str, texts: Sequence[str], share: float, seed: int = 11) -> None:
+        from reference_system.serving.loadgen_http import KeepAliveClient
+
+        self.http = KeepAliveClient(url)
+        self.texts = itertools.cycle(texts)
+        self.share, self.rng = share, random.Random(seed)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[str, int]:
+        with self._lock:
+            text, corrupt = next(self.texts), self.rng.random() < self.share
+        response = self.http.post("/predict", json.dumps({"texts": [text]}).encode())
+        if response.status != 200:
+            raise RuntimeError(f"POST /predict answered {response.status}: {response.body[:200]!r}")
+        label = int(json.loads(response.body)["labels"][0])
+        return text, (1 - label) if corrupt else label
+
+    def close(self) -> None:
+        self.http.close()
+
+
+# Goodput: p99 sees only time. 5 % of answers corrupted in flight are invisible to the
+# latency targets and to the error rate; the goodput target (right *and* within 50 ms, at
+# least 99 % of requests) catches them. "Right" is what the same front answered for the
+# text before the run.
+@pytest.mark.slo(
+    p99_ms=50, goodput=0.99, goodput_ms=50, rate_rps=OFFERED_RPS, min_samples=300, max_time_s=60
+)
+def test_goodput_fails_on_corrupted_answers_that_p99_cannot_see(
+    latency, colocated_url, review_texts
+):
+    from pytest_latency.core.verdict import Decision
+
+    texts = list(review_texts[:100])
+    expected = dict(zip(texts, labels_over_http(colocated_url)(texts), strict=True))
+    client = Corrupting(colocated_url, texts, share=0.05)
+    try:
+        with pytest.raises(LatencyMissed, match="FAIL: goodput"):
+            latency(client, check=lambda answer: answer[1] == expected[answer[0]], name="corrupted")
+    finally:
+        client.close()
+    result = latency.results[-1]
+    rows = {t.metric: t for t in result.verdict.targets}
+    assert rows["p99"].decision is Decision.PASS, result.verdict.summary()
+    assert rows["goodput"].decision is Decision.FAIL
+    assert result.samples.errors == 0
+    assert 0.02 < result.samples.wrong / result.n < 0.09, (result.samples.wrong, result.n)
