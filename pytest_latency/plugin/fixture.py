@@ -20,7 +20,7 @@ import json
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.cluster import INSTALL, LocustCluster, LocustError
 from ..core.compare import Comparison
@@ -35,6 +35,9 @@ from ..core.verdict import Decision, Verdict
 from ..report.table import failure_message
 from .failures import PytestLatencyWarning
 from .keys import Settings
+
+if TYPE_CHECKING:
+    from .worst_case import WorstCase
 
 
 class LatencyFixture:
@@ -60,6 +63,7 @@ class LatencyFixture:
         self._progress = progress
         self._loop: asyncio.AbstractEventLoop | None = None
         self.results: list[Result | Comparison] = []
+        self.searches: list[WorstCase] = []  # latency.worst_case outcomes, in order
         self._skip = skip
         # Remote workers (--latency-locust-master): the session's cluster; else local ones,
         # started per test and stopped in `close`.
@@ -163,6 +167,41 @@ class LatencyFixture:
         )
         result = Result(name, spec, measurement.samples, measurement.verdict, self.nodeid, True)
         return self._keep(result)
+
+    def worst_case(
+        self,
+        fn: Callable[[Any], Any],
+        strategy: Any,
+        *,
+        examples: int = 300,
+        repeats: int = 3,
+        keep: int = 3,
+        max_size: int = 1000,
+        seed: int | None = None,
+        slo: Spec | Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> WorstCase:
+        """Search `strategy` (a Hypothesis strategy) for the inputs on which `fn` is slowest,
+        then measure the `keep` worst under the SLO; fail if any misses it. The outcome (the
+        search, the inputs, their results) is also kept in ``latency.searches``. See
+        `plugin.worst_case` and the README.
+
+            latency.worst_case(int8.predict_one, st.text(max_size=2000), examples=300)
+        """
+        from .worst_case import worst_case
+
+        return worst_case(
+            self,
+            fn,
+            strategy,
+            examples=examples,
+            repeats=repeats,
+            keep=keep,
+            max_size=max_size,
+            seed=seed,
+            slo=slo,
+            name=name,
+        )
 
     def http(
         self,
@@ -398,11 +437,13 @@ class LatencyFixture:
         self._enforce(result)
         return result
 
-    def _enforce(self, result: Result) -> None:
+    def _enforce(self, result: Result, preamble: str = "") -> None:
         decision = result.verdict.decision
         if decision is Decision.PASS:
             return
         message = failure_message(result.to_dict(include_samples=False))
+        if preamble:
+            message = f"{message}\n\n{preamble}"
         if decision is Decision.FAIL:
             self._fail(message, latency_missed=_only_targets_missed(result.verdict))
         elif self.settings.inconclusive == "fail":
