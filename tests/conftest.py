@@ -198,6 +198,23 @@ def colocated_url(
         yield service.url
 
 
+@pytest.fixture(scope="session")
+def colocated_replicas(request: pytest.FixtureRequest, artifacts: Artifacts) -> Iterator[list[str]]:
+    """Two co-located fronts (the INT8 student, no cache: every request runs the model) with
+    their injectable tails off and switchable at run time (``--stall-admin``; stall seeds 0
+    and 1), for the hedging tests. Always started here: the tests switch their tails."""
+    require("fastapi", REFERENCE_INSTALL)
+    from reference_system.serving.services import SentimentService
+
+    profile = request.config.getoption("--reference-profile")
+    extra = ["--model", "student", "--stall-admin"]
+    with (
+        SentimentService("colocated", profile=profile, extra=extra) as a,
+        SentimentService("colocated", profile=profile, extra=[*extra, "--stall-seed", "1"]) as b,
+    ):
+        yield [a.url, b.url]
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """``@pytest.mark.gpu`` tests skip before their fixtures (no model build) without a GPU."""
     if item.get_closest_marker("gpu") is None:

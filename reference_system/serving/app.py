@@ -33,6 +33,7 @@ Run one with ``python -m reference_system.serving.serve`` (see there).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -55,6 +56,7 @@ from reference_system.serving.contract import (
     parse_texts,
     read_body,
 )
+from reference_system.serving.stalls import InjectedStalls
 
 __all__ = [
     "MAX_CHARS",
@@ -376,13 +378,21 @@ async def _model_server_error(_: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    backend: Any, *, freeze_heap: bool = True, body_timeout_s: float = BODY_TIMEOUT_S
+    backend: Any,
+    *,
+    freeze_heap: bool = True,
+    body_timeout_s: float = BODY_TIMEOUT_S,
+    stalls: InjectedStalls | None = None,
+    stall_admin: bool = False,
 ) -> FastAPI:
     """The FastAPI application around `backend`. A blocking backend's ``predict`` runs in the
     thread pool (``def`` route); an asyncio one's is awaited on the loop (``async def``); the
     asyncio and co-located ones send the answer first and run its cache write after the body
     (the blocking optimised one, kept for comparison, writes before answering). A body
-    not complete within `body_timeout_s` gets a 408 (``serve.py --body-timeout-s``)."""
+    not complete within `body_timeout_s` gets a 408 (``serve.py --body-timeout-s``).
+
+    `stalls` (co-located front only) is an injected tail (:mod:`.stalls`); `stall_admin` adds
+    ``POST /admin/stalls`` to switch it at run time."""
     # Here, not at the top: colocated imports this module (a circular import otherwise).
     from reference_system.serving.colocated import ColocatedBackend
     from reference_system.serving.gcstats import GcPauses, freeze_startup_heap
@@ -412,14 +422,38 @@ def create_app(
 
         app.add_exception_handler(TritonError, _model_server_error)
 
+    if (stalls is not None or stall_admin) and not isinstance(backend, ColocatedBackend):
+        raise ValueError("injected stalls are a feature of the co-located front only")
     if isinstance(backend, ColocatedBackend):
         colocated = backend
+        tail = stalls or InjectedStalls()
 
         @app.post("/predict", response_model=PredictResponse)
         async def predict_colocated(request: Request) -> Response:
             texts = parse_texts(await read_body(request, timeout_s=body_timeout_s))
+            stall_s = tail.draw()
+            if stall_s:
+                await asyncio.sleep(stall_s)  # this request only: the loop serves the others
             answer, write = await colocated.predict(texts)
+            if stall_s:
+                answer.timings_ms["stall"] = stall_s * 1000
             return _json_response(colocated, answer, write)
+
+        if stall_admin:
+
+            @app.post("/admin/stalls")
+            async def configure_stalls(request: Request) -> Response:
+                try:
+                    body = json.loads(await read_body(request, timeout_s=body_timeout_s))
+                    if not isinstance(body, dict) or set(body) - {"share", "ms", "seed"}:
+                        raise ValueError(
+                            f"expected an object with share, ms and/or seed, got {body!r}"
+                        )
+                    settings = tail.configure(**body)
+                except ValueError as exc:  # json.JSONDecodeError is one
+                    error = json.dumps({"error": "invalid_field", "detail": str(exc)})
+                    return Response(error, 422, media_type="application/json")
+                return Response(json.dumps(settings), media_type="application/json")
 
     elif isinstance(backend, AsyncOptimisedBackend):
         running = backend
@@ -460,6 +494,8 @@ def create_app(
     def metrics() -> dict[str, Any]:
         out: dict[str, Any] = backend.metrics()
         out["gc"] = pauses.snapshot()
+        if isinstance(backend, ColocatedBackend):
+            out["stalls"] = tail.snapshot()
         return out
 
     return app

@@ -4,7 +4,8 @@
     python -m reference_system.serving.serve optimised --port 8001 \\
         --triton-url 127.0.0.1:8101 [--redis-url redis://127.0.0.1:6379/0] [--profile quick]
     python -m reference_system.serving.serve colocated --port 8002 \\
-        [--redis-url redis://127.0.0.1:6379/0] [--profile quick]
+        [--redis-url redis://127.0.0.1:6379/0] [--profile quick] \\
+        [--stall-share 0.03 --stall-ms 150 --stall-seed 1] [--stall-admin]
 
 The model comes from the cached reference build of `--profile` (built if missing). Access
 logging is off: synchronous logging on the request path is one of the playbook's pitfalls.
@@ -155,7 +156,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"answer 408 to a body not complete within this many seconds (default "
         f"{BODY_TIMEOUT_S:g}; 0.05 to 300)",
     )
+    stall = parser.add_argument_group(
+        "injected tail (colocated only; off by default; see reference_system.serving.stalls)"
+    )
+    stall.add_argument(
+        "--stall-share", type=float, default=0.0, help="share of requests stalled, 0 to 1"
+    )
+    stall.add_argument("--stall-ms", type=float, default=0.0, help="how long a stall lasts, ms")
+    stall.add_argument("--stall-seed", type=int, default=0, help="seed of the stall draw")
+    stall.add_argument(
+        "--stall-admin",
+        action="store_true",
+        help="add POST /admin/stalls to change the three at run time",
+    )
     args = parser.parse_args(argv)
+    stalls = None
+    if args.stall_share or args.stall_ms or args.stall_admin or args.stall_seed:
+        if args.backend != "colocated":
+            parser.error("--stall-* options are for the colocated front only")
+        from reference_system.serving.stalls import InjectedStalls
+
+        try:
+            stalls = InjectedStalls(args.stall_share, args.stall_ms, args.stall_seed)
+        except ValueError as exc:
+            parser.error(str(exc))
     if not 0.05 <= args.body_timeout_s <= 300:  # also refuses nan
         parser.error(
             f"--body-timeout-s {args.body_timeout_s!r} is not valid; expected seconds from "
@@ -170,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         make_backend(args),
         freeze_heap=not args.no_gc_freeze,
         body_timeout_s=args.body_timeout_s,
+        stalls=stalls,
+        stall_admin=args.stall_admin,
     )
     # uvloop and httptools when installed (requirements/reference.txt pins both): the C event
     # loop and HTTP parser are cheaper per request (docs/serving.md).
