@@ -446,3 +446,29 @@ def test_goodput_fails_on_corrupted_answers_that_p99_cannot_see(
     assert rows["goodput"].decision is Decision.FAIL
     assert result.samples.errors == 0
     assert 0.02 < result.samples.wrong / result.n < 0.09, (result.samples.wrong, result.n)
+
+
+# The same co-located deployment, its load issued by two Locust worker processes instead of
+# this one (engine="locust"): held-out reviews in turn, one open-loop schedule split over the
+# workers, every request's latency from its intended start, decided by the plugin on the
+# pooled raw samples. On this 2-core host Locust sustains less than the in-process driver
+# (docs/benchmarks.md, "Load engines"): the engine is for load from more cores or machines
+# than one process has, so the target here is the deployment's, with room for Locust's own
+# HTTP client, not the 10 ms claim.
+@pytest.mark.slo(
+    p99_ms=50,
+    rate_rps=OFFERED_RPS,
+    engine="locust",
+    workers=2,
+    warmup=20,
+    min_samples=400,
+    max_time_s=60,
+)
+def test_colocated_service_under_load_from_locust_workers(latency, colocated_url, review_texts):
+    payloads = [{"json": {"texts": [text]}} for text in review_texts[:200]]
+    result = latency.http("POST", f"{colocated_url}/predict", payloads=payloads, name="locust")
+    load = result.samples.load
+    assert load.mode == "open"
+    assert load.concurrency == 2
+    assert load.offered_rps == OFFERED_RPS
+    assert result.n >= 400
