@@ -394,6 +394,13 @@ class LatencyFixture:
         block_warmup: int = 0,
     ) -> Comparison:
         plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
+        if plan is not None and plan.engine == "locust":
+            self._fail(
+                f"{self.nodeid}: speedup times two callables of this process in alternating "
+                "blocks; the SLO asks for engine='locust' (requests issued by Locust worker "
+                "processes), which a comparison cannot use: mark the comparison test without "
+                "engine= and workers="
+            )
         loop = self._loop_for(reference) or self._loop_for(candidate)
         candidate_name, reference_name = names or (
             getattr(candidate, "__qualname__", "candidate"),

@@ -215,6 +215,28 @@ def test_async(latency):
     result.stdout.fnmatch_lines(["*returned an awaitable: Locust workers run sync callables*"])
 
 
+def test_a_comparison_under_a_locust_marker_is_refused_not_run_in_process(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+calls = []
+
+@pytest.mark.slo(p99_ms=100, rate_rps=50, engine="locust", workers=2)
+def test_speedup(latency):
+    latency.speedup(lambda: calls.append(1), lambda: calls.append(2))
+
+def test_nothing_ran():
+    assert calls == []
+"""
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*a comparison cannot use: mark the comparison test without*"])
+
+
 def test_in_process_and_locust_agree_at_a_rate_both_sustain(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         HEADER
