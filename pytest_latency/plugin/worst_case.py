@@ -15,16 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.result import Result
 from ..core.runner import is_async_callable, measure
 from ..core.search import Candidate, Search, search, short_repr, threshold_ms
 from ..core.spec import Spec, SpecError
 from ..core.verdict import Decision
-
-if TYPE_CHECKING:
-    from .fixture import LatencyFixture
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ class WorstCase:
 
 
 def worst_case(
-    fixture: LatencyFixture,
+    fixture: Any,  # the LatencyFixture (not imported: it imports this module)
     fn: Callable[[Any], Any],
     strategy: Any,
     *,
@@ -87,7 +84,7 @@ def worst_case(
 
 
 def _measure(
-    fixture: LatencyFixture,
+    fixture: Any,  # the LatencyFixture (not imported: it imports this module)
     fn: Callable[[Any], Any],
     candidate: Candidate,
     spec: Spec,
