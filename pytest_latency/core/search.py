@@ -18,12 +18,14 @@ Hypothesis is imported when a search runs, not when the plugin loads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .hang import CallTimeout, watchdog
 from .spec import PERCENTILE_KEYS, Spec, SpecError
 
 Clock = Callable[[], int]
@@ -137,6 +139,7 @@ def _keep_found(inner: Any) -> Any:
     return KeepFound()
 
 
+HUNG_NS = 1_000_000_000  # a call running this long when the time limit fires: its input hangs
 MAX_SLICE = 16  # a growth step repeats one element or a slice of up to this many
 MAX_STEPS = 4  # growth steps drawn per input
 
@@ -177,6 +180,7 @@ def search(
     key: bytes = b"",
     guided: bool = True,
     max_size: int = 1000,
+    time_limit_s: float | None = None,
     clock: Clock = time.perf_counter_ns,
 ) -> Search:
     """Search `strategy`'s inputs for ones on which `fn` is slow; see the module docstring.
@@ -187,7 +191,12 @@ def search(
     inputs and shrink steps come on top). `database`: Hypothesis's example database
     (``"default"``: the active settings profile's; ``None``: none). `key` tells apart several
     searches of one test. `guided=False` drops ``hypothesis.target`` and the growth steps
-    (plain random sampling of `strategy`, for comparison). `max_size` caps a grown sequence."""
+    (plain random sampling of `strategy`, for comparison). `max_size` caps a grown sequence.
+
+    `time_limit_s` bounds the whole search (on the main thread, as the measurement's watchdog
+    does: ``SIGALRM`` interrupts the call). When it fires the search stops with what it has;
+    if one call had been running for over a second, its input is the result: a miss that
+    hangs (the measurement that follows reports the call that does not return)."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as fix_seed
     from hypothesis import strategies as st
@@ -203,10 +212,11 @@ def search(
     threshold_ns = round(threshold_ms * 1e6)
     found = Search(threshold_ms)
     tried: list[Candidate] = []
+    running: list[Any] = [None, 0]  # the input being timed and when its call began
 
     def timed(value: Any, count: int, times: list[int]) -> str | None:
         for _ in range(count):
-            t0 = clock()
+            t0 = running[1] = clock()
             try:
                 fn(value)
             except Exception as exc:  # an input that breaks the callable: report it too
@@ -219,6 +229,7 @@ def search(
         return sorted(times)[len(times) // 2]
 
     def probe(value: Any) -> None:
+        running[0] = value
         if not found.examples:
             timed(value, repeats, [])  # warm-up: the first calls pay for lazy set-up
         times: list[int] = []
@@ -280,10 +291,23 @@ def search(
     )(test)
     if seed is not None:
         test = fix_seed(seed)(test)
+    limit_ns = clock() + round(time_limit_s * 1e9) if time_limit_s is not None else None
     try:
-        test()
+        with watchdog(limit_ns) if limit_ns is not None else contextlib.nullcontext():
+            test()
     except _Missed:
         pass
+    except CallTimeout:
+        waited_ns = clock() - running[1]
+        found.notes.append(
+            f"the search stopped at its time limit ({time_limit_s:g} s) after "
+            f"{found.examples} input(s)"
+        )
+        if waited_ns > HUNG_NS:
+            found.misses += 1
+            found.shrunk = Candidate(
+                running[0], waited_ns, True, f"still running after {waited_ns / 1e9:.1f} s"
+            )
     except Flaky as exc:
         # The replay of the shrunk input did not miss again: the host was noisy during the
         # shrink. The inputs stay; the measurement that follows decides.

@@ -63,7 +63,13 @@ def worst_case(
     label = name or getattr(fn, "__qualname__", None) or type(fn).__name__
     key = f"{fixture.nodeid}::{label}".encode()
     found = search(
-        fn, strategy, threshold_ms=threshold_ms(spec), key=key, database="default", **options
+        fn,
+        strategy,
+        threshold_ms=threshold_ms(spec),
+        key=key,
+        database="default",
+        time_limit_s=spec.max_time_s,  # the search has the measurement's time budget
+        **options,
     )
     candidates = found.worst(keep)
     if not candidates:

@@ -36,6 +36,13 @@ def test_flat(latency):
     assert found.search.shrunk is None
     assert latency.searches == [found]
 
+@pytest.mark.slo(p99_ms=100, max_time_s=2)
+def test_hangs(latency):
+    def hangs_on_long_text(text):
+        if len(text) >= 3:
+            time.sleep(3600)
+    latency.worst_case(hangs_on_long_text, st.text(), seed=0)
+
 @pytest.mark.slo(min_rps=10)
 def test_no_latency_target(latency):
     latency.worst_case(flat, st.text())
@@ -56,12 +63,14 @@ def test_worst_inputs_are_measured_reported_and_enforced(pytester: pytest.Pytest
     pytester.makepyfile(test_demo=RUN)
     out = pytester.path / "out.json"
     result = pytester.runpytest("-p", "no:xdist", "-p", "no:randomly", f"--latency-json={out}")
-    result.assert_outcomes(passed=1, failed=4)
+    result.assert_outcomes(passed=1, failed=5)
     text = result.stdout.str()
     assert "FAIL: p99 is over 1 ms with 95% confidence" in text
     assert "smallest input that misses (shrunk): '0000000000" in text
     assert "worst-case search:" in text
     assert "worst_case needs a latency target" in text
+    assert "stopped at its time limit (2 s)" in text
+    assert "did not return" in text
     assert "needs a Hypothesis strategy second" in text
     assert "pass a sync wrapper" in text
     doc = json.loads(out.read_text())

@@ -40,12 +40,12 @@ def flat(text: str) -> None:
     spin(20_000)
 
 
-def _search(fn, seed: int, guided: bool = True, **kw):  # type: ignore[no-untyped-def]
+def _search(fn, seed: int, guided: bool = True, examples: int = 300, **kw):  # type: ignore[no-untyped-def]
     return search(
         fn,
         st.text(max_size=2000),
         threshold_ms=THRESHOLD_MS,
-        examples=300,
+        examples=examples,
         seed=seed,
         database=None,
         guided=guided,
@@ -136,3 +136,29 @@ def test_the_threshold_is_the_tightest_latency_target() -> None:
 def test_bad_search_arguments_are_refused(kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         search(flat, st.text(), threshold_ms=1, database=None, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_call_that_hangs_stops_the_search_at_its_time_limit_and_is_the_result() -> None:
+    def hangs_on_long_text(text: str) -> None:
+        if len(text) >= 3:
+            time.sleep(3600)
+
+    t0 = time.monotonic()
+    found = search(
+        hangs_on_long_text, st.text(), threshold_ms=100, database=None, seed=0, time_limit_s=2
+    )
+    assert time.monotonic() - t0 < 10
+    assert found.shrunk is not None
+    assert found.shrunk.error is not None
+    assert found.shrunk.error.startswith("still running after")
+    assert len(found.shrunk.value) >= 3
+    assert "stopped at its time limit (2 s)" in found.notes[0]
+
+
+def test_a_long_search_stops_at_its_time_limit_with_what_it_found() -> None:
+    t0 = time.monotonic()
+    found = _search(flat, seed=2, examples=100_000, time_limit_s=1)
+    assert time.monotonic() - t0 < 5
+    assert found.shrunk is None
+    assert found.examples > 10
+    assert "stopped at its time limit (1 s)" in found.notes[0]
