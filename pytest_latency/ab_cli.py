@@ -2,7 +2,7 @@
 
 Exit statuses: 0 no regression, 1 a regression, 2 bad input (a bad option, an unknown base
 revision, not a git checkout), 3 the measurement failed (a run errored, timed out or ran in
-another environment than the others).
+another environment than the others), 130 interrupted (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_MEASUREMENT_FAILED = 3
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 DEFAULT_ROUNDS = 5
 DEFAULT_THRESHOLD = "5%"
 DEFAULT_TIMEOUT_S = 900.0
@@ -134,6 +135,9 @@ def command(args: argparse.Namespace) -> int:
     except ABRunError as exc:
         print(f"pytest-latency ab: measurement failed: {exc}", file=sys.stderr)
         return EXIT_MEASUREMENT_FAILED
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM; the runs and worktree are gone
+        print(f"pytest-latency ab: interrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+        return EXIT_INTERRUPTED
     results = compare_rounds(rounds_of(runs), threshold=threshold, confidence=args.confidence)
     doc: dict[str, Any] = {
         "schema": render.SCHEMA,

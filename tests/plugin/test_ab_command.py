@@ -5,8 +5,12 @@ bad input; the environment check."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +177,30 @@ def test_pythonpath_entries_in_the_head_checkout_point_into_the_base_worktree(
     assert out["PYTHONPATH"] == f"{base / 'src'}:/opt/lib"
     assert out["HOME"] == "/root"
     assert side_env(env, head, head) == env
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_gate_stops_its_run_and_removes_the_worktree(
+    repo: Path, sig: signal.Signals
+) -> None:
+    """Ctrl-C at the terminal, or a CI runner cancelling the job, mid-run."""
+    (repo / "test_spin.py").write_text("import time\n\ndef test_waits():\n    time.sleep(60)\n")
+    env = {**os.environ, "TMPDIR": str(repo.parent / "scratch")}
+    cmd = [sys.executable, "-m", "pytest_latency.cli", "ab", "--base", "HEAD", "--", *FAST]
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_git(repo, "worktree", "list").splitlines()) < 2:  # the base is checked out
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(3)  # into round 1: the base's run, then the head's that never ends
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "pytest-latency ab: interrupted" in err
+    _no_worktree_left(repo)
