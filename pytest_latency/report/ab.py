@@ -135,7 +135,19 @@ def terminal(doc: Row, *, verbose: bool = False) -> list[str]:
             ]
     minutes = sum(r["seconds"] for r in doc["runs"]) / 60
     lines += ["", *legend(doc), f"cost: {len(doc['runs'])} pytest runs, {minutes:.1f} min"]
-    return lines
+    return lines + failing_runs(doc)
+
+
+def failing_runs(doc: Row) -> list[str]:
+    """A line when some runs had failing tests: their measurements compare, but say so."""
+    failed = [r for r in doc["runs"] if r["exit_status"]]
+    if not failed:
+        return []
+    by_side = {side: sum(r["side"] == side for r in failed) for side in ("base", "head")}
+    return [
+        f"note: {by_side['base']} base and {by_side['head']} head run(s) had failing tests "
+        "(pytest exit status 1: an SLO missed, or a test failed); their measurements compare"
+    ]
 
 
 def markdown(doc: Row) -> str:
@@ -151,7 +163,7 @@ def markdown(doc: Row) -> str:
             lines += ["", f"### Noise floor: {NOISE_TITLE}", ""]
             lines += _table(NOISE_HEADER, rows, [False, False] + [True] * 6)
     minutes = sum(r["seconds"] for r in doc["runs"]) / 60
-    lines += ["", f"{len(doc['runs'])} pytest runs, {minutes:.1f} min.", ""]
+    lines += ["", f"{len(doc['runs'])} pytest runs, {minutes:.1f} min.", *failing_runs(doc), ""]
     lines += [environment_line(doc.get("environment") or {}), ""]
     return "\n".join(lines)
 

@@ -32,7 +32,7 @@ def spin(n):
     return total
 
 
-@pytest.mark.slo(p50_ms=1000, p99_ms=1000, min_samples=1500, max_samples=1500, warmup=50)
+@pytest.mark.slo(p50_ms={ms}, p99_ms={ms}, min_samples=1500, max_samples=1500, warmup=50)
 def test_spin(latency):
     latency(spin, 400 * FACTOR)
 """
@@ -48,16 +48,17 @@ def _git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """base: the spin loop; head (HEAD): the same loop three times as long."""
+    """base: the spin loop; head (HEAD): the same loop three times as long, and targets
+    it cannot meet (its runs end with pytest status 1, and still compare)."""
     root = tmp_path / "repo"
     root.mkdir()
     _git(root, "init", "-q")
     _git(root, "config", "user.email", "ab@example.invalid")
     _git(root, "config", "user.name", "ab")
-    (root / "test_spin.py").write_text(SUITE.format(factor=1))
+    (root / "test_spin.py").write_text(SUITE.format(factor=1, ms=1000))
     _git(root, "add", "test_spin.py")
     _git(root, "commit", "-qm", "base")
-    (root / "test_spin.py").write_text(SUITE.format(factor=3))
+    (root / "test_spin.py").write_text(SUITE.format(factor=3, ms=0.001))
     _git(root, "commit", "-qam", "head: three times the work")
     monkeypatch.chdir(root)
     scratch = tmp_path / "scratch"  # the worktree's temporary folder lands here
@@ -97,7 +98,8 @@ def test_a_slower_head_fails_the_gate_and_every_report_says_so(
     assert p50["n_base"] == p50["n_head"] == 3 * 1500
     assert "1 regression" in captured.out
     assert "test_spin.py::test_spin  p50" in captured.out
-    assert "round 3/3 head" in captured.err
+    assert "round 3/3 head: " in captured.err
+    assert "note: 0 base and 3 head run(s) had failing tests" in captured.out
     markdown = (out / "ab.md").read_text()
     assert markdown.startswith("## pytest-latency A/B gate\n\n❌ A/B gate")
     assert summary.read_text() == "earlier step\n\n" + markdown
