@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "an ordinary pytest --latency-json in a subprocess. Per test and targeted percentile "
         "(p50 and p99 when none): the ratio head/base with bounds from the per-round ratios. "
         "With --base HEAD (A/A) it reports the runner's noise floor. Exit status: 0 no "
-        "regression, 1 a regression, 2 bad input, 3 a run failed or timed out.",
+        "regression, 1 a regression, 2 bad input, 3 a run failed or timed out, 130 interrupted.",
     )
     ab.add_argument("--base", required=True, help="the revision to compare with: origin/main")
     ab.add_argument(

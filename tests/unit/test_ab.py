@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_latency.core.ab import (
     BASE,
@@ -185,3 +187,33 @@ def test_a_suite_is_compared_test_by_test_with_its_own_targets_and_threshold() -
     assert by_id["t.py::gone"].classification == INCONCLUSIVE
     assert "the head never ran it" in by_id["t.py::gone"].note
     assert by_id["t.py::gone"].to_dict()["summary"].startswith("INCONCLUSIVE: measured on")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    drifts=st.lists(st.floats(0.25, 4.0), min_size=3, max_size=8),
+    q=st.sampled_from([0.5, 0.9, 0.99]),
+)
+def test_a_drift_shared_by_both_sides_of_a_round_never_changes_the_answer(
+    seed: int, drifts: list[float], q: float
+) -> None:
+    """Scaling a round's two sides by one factor (the runner slower for that round) leaves
+    the per-round ratios, hence the ratio, bounds and classification, as they were; swapping
+    the sides inverts them."""
+    rng = np.random.default_rng(seed)
+    rounds = [(_lognormal(rng, (300,)), _lognormal(rng, (300,), 1.1)) for _ in drifts]
+    drifted = [
+        (np.rint(b * d).astype(np.int64), np.rint(h * d).astype(np.int64))
+        for (b, h), d in zip(rounds, drifts, strict=True)
+    ]
+    plain = paired_change(rounds, q, threshold=0.05, alpha=0.025)
+    moved = paired_change(drifted, q, threshold=0.05, alpha=0.025)
+    assert moved.ratio == pytest.approx(plain.ratio, rel=1e-4)
+    assert moved.lower == pytest.approx(plain.lower, rel=1e-3)
+    assert moved.upper == pytest.approx(plain.upper, rel=1e-3)
+    swapped = paired_change([(h, b) for b, h in rounds], q, threshold=0.05, alpha=0.025)
+    assert swapped.ratio == pytest.approx(1 / plain.ratio)
+    assert swapped.lower == pytest.approx(1 / plain.upper)
+    assert swapped.upper == pytest.approx(1 / plain.lower)
+    assert plain.lower <= plain.ratio <= plain.upper
