@@ -29,9 +29,15 @@ def ratio_text(c: Row) -> str:
     return f"{c['ratio']:.3f}x [{c['lower']:.3f}, {c['upper']:.3f}]"
 
 
+def percent(value: float | None) -> str:
+    """A noise floor: ``9.5%``; past 1000 % the figure says only that nothing is detectable."""
+    if value is None:
+        return "-"
+    return ">1000%" if value > 10 else f"{value:.1%}"
+
+
 def _floor(c: Row) -> str:
-    value = c.get("detectable")
-    return "-" if value is None else f"{value:.1%}"
+    return percent(c.get("detectable"))
 
 
 def cells(results: Sequence[Row]) -> list[list[str]]:
@@ -109,7 +115,7 @@ def noise_rows(results: Sequence[Row], alpha_of: float) -> list[list[str]]:
             alpha = c.get("alpha", alpha_of)
             rows.append(
                 [r["label"], c["metric"], f"{c['sd_log']:.3f}"]
-                + [f"{detectable_at(c['sd_log'], n, alpha):.1%}" for n in PROJECTED_ROUNDS]
+                + [percent(detectable_at(c["sd_log"], n, alpha)) for n in PROJECTED_ROUNDS]
             )
     return rows
 

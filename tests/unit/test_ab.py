@@ -217,3 +217,11 @@ def test_a_drift_shared_by_both_sides_of_a_round_never_changes_the_answer(
     assert swapped.lower == pytest.approx(1 / plain.upper)
     assert swapped.upper == pytest.approx(1 / plain.lower)
     assert plain.lower <= plain.ratio <= plain.upper
+
+
+def test_a_noise_floor_past_1000_percent_says_only_that_nothing_is_detectable() -> None:
+    from pytest_latency.report.ab import percent
+
+    assert percent(0.0951) == "9.5%"
+    assert percent(106.5) == ">1000%"
+    assert percent(None) == "-"
