@@ -94,15 +94,18 @@ def base_worktree(repo: Path, commit: str) -> Iterator[Path]:
         _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
         yield path
     finally:
+        removed = False
         try:
             if path.exists():
                 _git(repo, "worktree", "remove", "--force", str(path))
+                removed = True
         except (ValueError, ABRunError):
-            pass  # removed below; prune drops git's record of it
+            pass  # deleted below, and git's record of it pruned
         finally:
             shutil.rmtree(holder, ignore_errors=True)
-            with suppress(ValueError, ABRunError):
-                _git(repo, "worktree", "prune")
+            if not removed:  # prune only then: it also drops other stale worktrees' records
+                with suppress(ValueError, ABRunError):
+                    _git(repo, "worktree", "prune")
 
 
 @dataclass
