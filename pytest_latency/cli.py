@@ -1,4 +1,7 @@
-"""``pytest-latency``: re-render saved runs. Reads JSON reports only; runs no tests.
+"""``pytest-latency``: re-render saved runs, and the A/B gate.
+
+Every subcommand but ``ab`` reads JSON reports only and runs no tests; ``ab`` runs pytest in
+child processes (`ab_cli`, `ab_run`) and reads their JSON reports.
 
 pytest-latency show results.json        # the summary table, as pytest printed it
 pytest-latency show results.json -v     # plus every target's table and the environment
@@ -7,6 +10,7 @@ pytest-latency plot results.json -o report.html         # the HTML report with p
 pytest-latency plot before.json after.json -o cdf.png   # after overlaid on before (png/svg/pdf)
 pytest-latency plan p99_ms=10 p999_ms=25 confidence=0.99 rate_rps=50 max_time_s=60
 pytest-latency plan p99_ms=10 --call-ms 3               # samples and time per target
+pytest-latency ab --base origin/main --rounds 5 -- -m slo   # base vs head, in this job
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="pytest-latency", description="Render saved pytest-latency JSON reports."
+        prog="pytest-latency",
+        description="Render saved pytest-latency JSON reports; gate head against a base commit.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="print the verdict table of a saved run")
@@ -63,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_compare(sub)
     _add_plot_command(sub)
     _add_plan(sub)
+    from .ab_cli import add_parser as add_ab
+
+    add_ab(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -249,10 +257,6 @@ def _add_plot_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     plot.set_defaults(func=_plot)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 # -- plan: samples and time each target of a marker needs ------------------------------------
 
 
@@ -314,3 +318,7 @@ def _plan(args: argparse.Namespace) -> int:
     for reason in reasons:
         print(f"cannot be decided: {reason}")
     return 1 if reasons else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

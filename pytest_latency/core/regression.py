@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -211,17 +211,49 @@ class ResultChange:
         return f"{self.classification.upper()}: against the saved run, +/-{band} ({detail})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "nodeid": self.nodeid,
-            "name": self.name,
-            "label": self.label,
-            "classification": self.classification,
-            "summary": self.summary(),
-            "threshold": self.threshold,
-            "confidence": self.confidence,
-            "note": self.note,
-            "changes": [asdict(c) for c in self.changes],
-        }
+        return judged_dict(self, [asdict(c) for c in self.changes])
+
+
+class Judged(Protocol):
+    """What a per-test comparison shows (`ResultChange`, `core.ab.ABResult`)."""
+
+    @property
+    def nodeid(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def note(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def classification(self) -> str: ...
+
+    def summary(self) -> str: ...
+
+
+def judged_dict(judged: Judged, changes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON form of a per-test comparison; `changes` are its percentiles' dicts."""
+    return {
+        "nodeid": judged.nodeid,
+        "name": judged.name,
+        "label": judged.label,
+        "classification": judged.classification,
+        "summary": judged.summary(),
+        "threshold": judged.threshold,
+        "confidence": judged.confidence,
+        "note": judged.note,
+        "changes": changes,
+    }
 
 
 def _x(value: float | None) -> str:
