@@ -201,7 +201,7 @@ def search(
     from hypothesis import seed as fix_seed
     from hypothesis import strategies as st
     from hypothesis import target as hypothesis_target
-    from hypothesis.errors import Flaky
+    from hypothesis.errors import Flaky, HypothesisException
 
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise SpecError(f"repeats={repeats!r} is not valid; expected a whole number >= 1")
@@ -221,8 +221,10 @@ def search(
                 fn(value)
             except Exception as exc:  # an input that breaks the callable: report it too
                 times.append(clock() - t0)
+                running[1] = 0
                 return f"{type(exc).__name__}: {exc}"
             times.append(clock() - t0)
+            running[1] = 0  # between calls: a time limit here is no hang
         return None
 
     def median_of(times: list[int]) -> int:
@@ -297,21 +299,29 @@ def search(
             test()
     except _Missed:
         pass
-    except CallTimeout:
-        waited_ns = clock() - running[1]
-        found.notes.append(
-            f"the search stopped at its time limit ({time_limit_s:g} s) after "
-            f"{found.examples} input(s)"
-        )
-        if waited_ns > HUNG_NS:
-            found.misses += 1
-            found.shrunk = Candidate(
-                running[0], waited_ns, True, f"still running after {waited_ns / 1e9:.1f} s"
+    except (CallTimeout, HypothesisException) as exc:
+        # The watchdog's CallTimeout reaches here as it is when it lands in the callable, and
+        # wrapped by Hypothesis (e.g. FlakyStrategyDefinition) when it lands in Hypothesis's
+        # own drawing: past the limit, either is the time limit.
+        if limit_ns is not None and clock() >= limit_ns:
+            waited_ns = clock() - running[1]
+            found.notes.append(
+                f"the search stopped at its time limit ({time_limit_s:g} s) after "
+                f"{found.examples} input(s)"
             )
-    except Flaky as exc:
-        # The replay of the shrunk input did not miss again: the host was noisy during the
-        # shrink. The inputs stay; the measurement that follows decides.
-        found.notes.append(f"Hypothesis reported the shrunk input as flaky ({type(exc).__name__})")
+            if running[1] and waited_ns > HUNG_NS:
+                found.misses += 1
+                found.shrunk = Candidate(
+                    running[0], waited_ns, True, f"still running after {waited_ns / 1e9:.1f} s"
+                )
+        elif isinstance(exc, Flaky):
+            # The replay of the shrunk input did not miss again: the host was noisy during
+            # the shrink. The inputs stay; the measurement that follows decides.
+            found.notes.append(
+                f"Hypothesis reported the shrunk input as flaky ({type(exc).__name__})"
+            )
+        else:
+            raise
     best: dict[str, Candidate] = {}
     for c in tried:
         k = repr(c.value)
