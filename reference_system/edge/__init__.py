@@ -80,14 +80,14 @@ def run_in_browser(
     """Open the page in headless Chromium and wait (at most `timeout_s` in all) for its cold
     start, then a label and a latency per text (batch 1, after `warmup` untimed predictions);
     the browser and the server are stopped however this ends."""
-    reason = missing()
-    if reason:
-        raise EdgeUnavailable(reason)
     if not texts or warmup < 0 or threads < 1 or max_length < 2:
         raise ValueError(
             f"need texts, warmup >= 0, threads >= 1 and max_length >= 2; got {len(texts)} "
             f"text(s), warmup={warmup}, threads={threads}, max_length={max_length}"
         )
+    reason = missing()
+    if reason:
+        raise EdgeUnavailable(reason)
     job = {"texts": list(texts), "warmup": warmup, "threads": threads, "max_length": max_length}
     deadline = time.monotonic() + timeout_s
 

@@ -36,35 +36,47 @@ TRICKY = [
 ]
 
 
-def test_the_pages_wordpiece_gives_the_python_tokenizers_ids_on_every_corpus_snippet(
-    artifacts: Artifacts, corpus: Dataset
-) -> None:
+def page_tokenizer(tokenizer_json: Path, texts: list[str]) -> subprocess.CompletedProcess[str]:
+    """The page's WordPiece run under Node (``node_tokenize.mjs``) on `texts`."""
     node = shutil.which("node")
     if node is None:
         pytest.skip(
             "needs Node.js to run the page's tokenizer outside a browser: apt-get install nodejs"
         )
-    texts = [*corpus.texts, *TRICKY]
-    encode = Encoder(artifacts.tokenizer_dir, max_length=128)
-    expected = [encode([t])["input_ids"][0].tolist() for t in texts]
-    out = subprocess.run(
-        [
-            node,
-            str(EDGE_DIR / "node_tokenize.mjs"),
-            str(artifacts.tokenizer_dir / "tokenizer.json"),
-            "128",
-        ],
+    return subprocess.run(
+        [node, str(EDGE_DIR / "node_tokenize.mjs"), str(tokenizer_json), "128"],
         input="".join(json.dumps(t) + "\n" for t in texts),
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
-    ).stdout.splitlines()
-    got = [json.loads(line) for line in out]
+    )
+
+
+def test_the_pages_wordpiece_gives_the_python_tokenizers_ids_on_every_corpus_snippet(
+    artifacts: Artifacts, corpus: Dataset
+) -> None:
+    texts = [*corpus.texts, *TRICKY]
+    proc = page_tokenizer(artifacts.tokenizer_dir / "tokenizer.json", texts)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(got) == len(texts)
+    encode = Encoder(artifacts.tokenizer_dir, max_length=128)
+    expected = [encode([t])["input_ids"][0].tolist() for t in texts]
     wrong = [(t, e, g) for t, e, g in zip(texts, expected, got, strict=True) if e != g]
     assert not wrong, f"{len(wrong)} of {len(texts)} texts differ; first: {wrong[0]!r:.600}"
     assert max(len(ids) for ids in got) == 128  # truncation was exercised
+
+
+def test_the_pages_tokenizer_refuses_a_tokenizer_json_of_another_shape(
+    artifacts: Artifacts, tmp_path: Path
+) -> None:
+    config = json.loads((artifacts.tokenizer_dir / "tokenizer.json").read_text())
+    config["pre_tokenizer"] = {"type": "Metaspace"}
+    other = tmp_path / "tokenizer.json"
+    other.write_text(json.dumps(config))
+    proc = page_tokenizer(other, ["a fine film"])
+    assert proc.returncode != 0
+    assert 'pre_tokenizer.type is "Metaspace", expected "BertPreTokenizer"' in proc.stderr
 
 
 @pytest.fixture
