@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from tests.slo.conftest import QuietHost
-from tests.slo.test_model_ladder import labels_of
 
 pytestmark = pytest.mark.slo
 
@@ -80,17 +79,10 @@ def test_onnx_runtime_web_int8_in_headless_chromium_meets_a_50ms_p99(
     assert upper <= 50
 
 
-# The page itself is exact: its WordPiece gives the Python tokenizer's ids on all 12,763 corpus
-# snippets (tests/reference/test_edge_tokenizer.py), and the FP32 fused model in the same page
-# agreed with ONNX Runtime (Python) on 2,000 / 2,000 held-out reviews. The INT8 model does not
-# reach 99 %: ONNX Runtime Web's WebAssembly INT8 kernels round differently from the x86 ones
-# (98.3 % on the quick profile; the distilled INT8 student 98.75 %; docs/edge.md).
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="ONNX Runtime Web's INT8 kernels (WebAssembly) and the x86 ones disagree on ~1.7 % "
-    "of held-out reviews; FP32 in the same page agrees on all of them",
-)
+# The reference is ONNX Runtime at batch 1, as the page runs: INT8 dynamic quantisation scales
+# each activation over the whole (padded) batch, so the same model's labels at batch 64
+# (`evaluate`'s default, what labels_of uses) differ from its batch-1 labels on 1.7 % of the
+# held-out reviews -- the page agreed with those on only 98.30 %, with the batch-1 ones on all.
 @pytest.mark.accuracy(max_drop=0.01, min_agreement=0.99)
 def test_browser_int8_labels_agree_with_onnx_runtime_on_99_percent_of_held_out_reviews(
     accuracy_gate, browser, int8, splits
@@ -101,10 +93,16 @@ def test_browser_int8_labels_agree_with_onnx_runtime_on_99_percent_of_held_out_r
         assert inputs == texts, "the page labelled the held-out split, in this order"
         return browser.labels
 
-    accuracy_gate(
+    def in_python_at_batch_1(inputs: list[str]) -> list[int]:
+        return [int(int8.predict([text]).labels[0]) for text in inputs]
+
+    result = accuracy_gate(
         in_the_browser,
-        labels_of(int8),
+        in_python_at_batch_1,
         texts,
         list(splits.test.labels),
-        name="ort-web-int8 vs ort-int8",
+        name="ort-web-int8 vs ort-int8, batch 1",
     )
+    agreement = result.rows["agreement"]
+    assert agreement.lower is not None
+    assert agreement.lower >= 0.99
