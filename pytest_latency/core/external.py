@@ -10,8 +10,9 @@ confidence, at one look (the sample is fixed: the whole ``1 - confidence`` is sp
 against ``max_error_rate``, unfinished requests (`unfinished_ms`, the time each had waited)
 counted at their lower bound for lower bounds and as unknown-but-larger for upper bounds, so
 they can only push a verdict towards FAIL. What the plugin cannot know about a measurement it
-did not run is refused rather than guessed: a ``cold_start_ms`` target (which call was the
-first?), and ``min_rps`` without the wall time the requests took (`wall_s`).
+did not run is refused rather than guessed: a ``cold_start_ms`` target without the first
+call's latency (`cold_start_ms`, timed apart from `latencies_ms`: which call was the first?),
+and ``min_rps`` without the wall time the requests took (`wall_s`).
 """
 
 from __future__ import annotations
@@ -54,18 +55,21 @@ def judge(
     errors: int = 0,
     unfinished_ms: Sequence[float] | np.ndarray[Any, Any] = (),
     wall_s: float | None = None,
+    cold_start_ms: float | None = None,
     source: str = "external",
     right: Sequence[bool] | np.ndarray[Any, Any] | None = None,
 ) -> Measurement:
     """Decide `spec` on `latencies_ms` (successful requests), `errors` (failed ones) and
-    `unfinished_ms` (requests that never answered, each at the time it had waited).
-    `right` (one flag per latency: was the answer right?) is what a goodput target needs."""
+    `unfinished_ms` (requests that never answered, each at the time it had waited);
+    `cold_start_ms` is the first call's latency, timed apart (reported, and decided against
+    a ``cold_start_ms`` target; not one of `latencies_ms`). `right` (one flag per latency:
+    was the answer right?) is what a goodput target needs."""
     if not isinstance(spec, Spec):
         spec = Spec.from_kwargs(**dict(spec))
-    if spec.cold_start_ms is not None:
+    if spec.cold_start_ms is not None and cold_start_ms is None:
         raise SpecError(
             "cold_start_ms cannot be judged on samples measured elsewhere (which one was the "
-            "first call?); judge the first request's latency as a sample of its own"
+            "first call?); pass the first call's latency, timed apart, as cold_start_ms="
         )
     if spec.min_rps is not None and wall_s is None:
         raise SpecError(
@@ -80,6 +84,7 @@ def judge(
         raise SpecError(f"wall_s={wall_s!r} is not valid; expected seconds > 0")
     if isinstance(errors, bool) or not isinstance(errors, int) or errors < 0:
         raise SpecError(f"errors={errors!r} is not valid; expected a whole number >= 0")
+    cold = None if cold_start_ms is None else _as_ms_array([cold_start_ms], "cold_start_ms")
     latencies = _as_ms_array(latencies_ms, "latencies_ms")
     unfinished = _as_ms_array(unfinished_ms, "unfinished_ms")
     if not len(latencies) and not errors and not len(unfinished):
@@ -97,6 +102,7 @@ def judge(
         censored_ns=np.rint(unfinished * 1e6).astype(np.int64),
         call_name=source,
         wrong_ns=np.rint(wrong * 1e6).astype(np.int64),
+        cold_start_ns=None if cold is None else int(np.rint(cold[0] * 1e6)),
     )
     return Measurement(samples, evaluate(samples, spec, look=1, fixed=True))
 

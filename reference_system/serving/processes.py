@@ -275,7 +275,9 @@ class ManagedProcess:
         shm_prefix: str | None = None,
     ) -> None:
         self.name, self.argv = name, list(argv)
-        self._ready, self._env, self._cwd = ready, env, cwd
+        self._ready, self._cwd = ready, cwd
+        # argv and env may be completed before start(), e.g. with paths inside `tmpdir`.
+        self.env = dict(env or {})
         self.start_timeout_s, self.stop_signal = start_timeout_s, stop_signal
         self.stop_timeout_s = stop_timeout_s
         self.ports, self.pass_fds = tuple(ports), tuple(pass_fds)
@@ -288,7 +290,7 @@ class ManagedProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
-        env = {**os.environ, **(self._env or {})}
+        env = {**os.environ, **self.env}
         log = self.log_path.open("wb")
         try:
             self.proc = subprocess.Popen(

@@ -77,6 +77,19 @@ def test_bad_input_is_refused_naming_the_value(
         judge(latencies, {"p99_ms": 10}, **kwargs)  # type: ignore[arg-type]
 
 
-def test_a_cold_start_target_is_refused() -> None:
+def test_a_cold_start_target_is_refused_without_the_first_calls_latency() -> None:
     with pytest.raises(SpecError, match="cold_start_ms cannot be judged"):
         judge([1.0] * 10, {"cold_start_ms": 5})
+
+
+def test_a_cold_start_timed_apart_is_reported_and_decided_but_not_a_sample() -> None:
+    fast = judge([1.0] * 400, {"p99_ms": 10, "cold_start_ms": 500}, cold_start_ms=420.5)
+    assert fast.samples.cold_start_ns == 420_500_000
+    assert fast.samples.n == 400
+    assert fast.verdict.decision is Decision.PASS
+    slow = judge([1.0] * 400, {"p99_ms": 10, "cold_start_ms": 500}, cold_start_ms=650.0)
+    assert slow.verdict.decision is Decision.FAIL
+    rows = {row.metric: row.decision for row in slow.verdict.targets}
+    assert rows == {"p99": Decision.PASS, "cold_start": Decision.FAIL}
+    with pytest.raises(SpecError, match="cold_start_ms"):
+        judge([1.0] * 10, {"p99_ms": 10}, cold_start_ms=float("nan"))

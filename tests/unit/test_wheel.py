@@ -22,7 +22,7 @@ def test_the_wheel_holds_only_the_pytest_latency_package(tmp_path: Path) -> None
     source.mkdir()
     for name in SOURCES:
         if (ROOT / name).is_dir():
-            caches = shutil.ignore_patterns("__pycache__")
+            caches = shutil.ignore_patterns("__pycache__", "node_modules")
             shutil.copytree(ROOT / name, source / name, ignore=caches)
         else:
             shutil.copy(ROOT / name, source / name)
