@@ -27,11 +27,17 @@ def one_at_a_time(predictor: Any, texts: Sequence[str]) -> Callable[[], Any]:
     return lambda: predict([next(stream)])
 
 
-def labels_of(predictor: Any) -> Callable[[Sequence[str]], list[int]]:
+def labels_of(predictor: Any, batch_size: int = 1) -> Callable[[Sequence[str]], list[int]]:
+    """The predictor's labels at `batch_size`: 1 by default, as the services run the INT8
+    models. INT8 dynamic quantisation scales each activation over the whole (padded) batch,
+    so the same model labels 1.7 % of held-out reviews differently at batch 64 than at batch
+    1: a gate on batched labels would check predictions the service never makes. (Measured
+    on the quick profile: INT8 accuracy 84.1 % at batch 64, 83.7 % at batch 1; the student
+    83.25 % / 83.4 %.) FP32 has no activation scales; its labels are batched to save time."""
     from reference_system.predictors import evaluate
 
     def run(texts: Sequence[str]) -> list[int]:
-        _, prediction = evaluate(predictor, list(texts), [0] * len(texts))
+        _, prediction = evaluate(predictor, list(texts), [0] * len(texts), batch_size=batch_size)
         return prediction.labels.tolist()
 
     return run
@@ -82,7 +88,10 @@ def test_int8_p99_is_at_least_twice_as_fast_as_fp32_in_the_same_run(
 @pytest.mark.accuracy(max_drop=0.01)
 def test_int8_loses_at_most_one_accuracy_point(accuracy_gate, fp32, int8, splits):
     result = accuracy_gate(
-        labels_of(int8), labels_of(fp32), list(splits.test.texts), list(splits.test.labels)
+        labels_of(int8),
+        labels_of(fp32, batch_size=64),
+        list(splits.test.texts),
+        list(splits.test.labels),
     )
     assert result.reference_accuracy >= 0.82
 
@@ -114,7 +123,7 @@ def test_int8_student_loses_at_most_two_accuracy_points_to_the_fp32_teacher(
 ):
     result = accuracy_gate(
         labels_of(int8_student),
-        labels_of(fp32),
+        labels_of(fp32, batch_size=64),
         list(splits.test.texts),
         list(splits.test.labels),
     )
