@@ -28,6 +28,7 @@ evenly among them, so a test is wrongly called a regression at most ``alpha`` of
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -373,8 +374,6 @@ def _show(value: Any) -> str:
 
 def __getattr__(name: str) -> Any:
     if name == "Baseline":  # the old name, from before "baseline" meant only the service
-        import warnings
-
         warnings.warn(
             "pytest_latency.core.regression.Baseline is deprecated; use SavedRun",
             DeprecationWarning,
