@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .spec import PERCENTILE_KEYS
+from .spec import DEFAULT_REGRESSION_THRESHOLD, PERCENTILE_KEYS
 from .stats import quantile, quantile_bounds
 
 REGRESSION = "regression"
@@ -45,7 +45,7 @@ INCONCLUSIVE = "inconclusive"
 NEW = "new"  # no counterpart in the saved run: reported, never failed
 # How a result's overall classification is chosen from its percentiles' (worst first).
 SEVERITY = (REGRESSION, INCONCLUSIVE, IMPROVEMENT, NO_CHANGE, NEW)
-DEFAULT_THRESHOLD = 0.10
+DEFAULT_THRESHOLD = DEFAULT_REGRESSION_THRESHOLD
 DEFAULT_QUANTILES = (("p50", 0.5), ("p99", 0.99))
 NS_PER_MS = 1_000_000
 
