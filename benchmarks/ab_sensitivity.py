@@ -41,7 +41,7 @@ from pytest_latency.core.ab import compare_rounds
 from pytest_latency.core.env import cpu_model
 from pytest_latency.core.regression import REGRESSION, compare_result, parse_threshold
 
-SUITE = '''
+SUITE = """
 import os
 import random
 
@@ -64,7 +64,7 @@ def work(rng=random.Random(1)):
 @pytest.mark.slo(p50_ms=1000, p99_ms=1000, min_samples={n}, max_samples={n}, warmup=100)
 def test_spin(latency):
     latency(work)
-'''
+"""
 # The runs load only what they need: startup is most of a short run's time.
 PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio"]
 PYTEST_ARGS += ["-p", "no:xdist", "-p", "no:benchmark"]
@@ -111,8 +111,10 @@ def main() -> None:
     args = parser.parse_args()
     trials = parse_trials(args.trials)
     thresholds = [parse_threshold(t) for t in args.thresholds.split(",")]
-    print(f"{cpu_model()} x{len(os.sched_getaffinity(0))}; rounds {args.rounds}; "
-          f"{args.samples} samples a run; nice {os.nice(0)}; load {os.getloadavg()}")
+    print(
+        f"{cpu_model()} x{len(os.sched_getaffinity(0))}; rounds {args.rounds}; "
+        f"{args.samples} samples a run; nice {os.nice(0)}; load {os.getloadavg()}"
+    )
     if args.load:
         saved = json.loads(Path(args.load).read_text())
         report({float(k): v for k, v in saved.items()}, thresholds, args.rounds)
@@ -140,19 +142,33 @@ def main() -> None:
             data.setdefault(slowdown, []).append(
                 {"rounds": rounds_of(runs), "seconds": time.monotonic() - start}
             )
-            print(f"  trial {i}/{len(order)} (slowdown {slowdown:.0%}): "
-                  f"{time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"  trial {i}/{len(order)} (slowdown {slowdown:.0%}): "
+                f"{time.monotonic() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             if args.save:
                 Path(args.save).write_text(json.dumps(data))
     report(data, thresholds, args.rounds)
 
 
-def report(data: Mapping[float, list[dict[str, Any]]], thresholds: Sequence[float],
-           rounds: int) -> None:
+def report(
+    data: Mapping[float, list[dict[str, Any]]], thresholds: Sequence[float], rounds: int
+) -> None:
     seconds = [t["seconds"] for ts in data.values() for t in ts]
     print(f"CI time per gate: {sum(seconds) / len(seconds):.0f} s ({2 * rounds} pytest runs)")
-    head = ["slowdown", "threshold", "A/B p50", "A/B p99", "A/B test",
-            "saved p50", "saved p99", "saved test", "A/B p50, p99 ratio, p99 floor (medians)"]
+    head = [
+        "slowdown",
+        "threshold",
+        "A/B p50",
+        "A/B p99",
+        "A/B test",
+        "saved p50",
+        "saved p99",
+        "saved test",
+        "A/B p50, p99 ratio, p99 floor (medians)",
+    ]
     print(" | ".join(head))
     for t in thresholds:
         for slowdown, ts in data.items():
@@ -161,20 +177,35 @@ def report(data: Mapping[float, list[dict[str, Any]]], thresholds: Sequence[floa
             for j in range(0, len(ts) - 1, 2):
                 pr = [ts[j], ts[j + 1]]
                 main_ = [ts[(j + 2) % len(ts)], ts[(j + 3) % len(ts)]]
-                saved.append(compare_result(pooled(main_, "base"), pooled(pr, "head"),
-                                            threshold=t))
+                saved.append(compare_result(pooled(main_, "base"), pooled(pr, "head"), threshold=t))
 
             def share(items: Sequence[Any], metric: str | None) -> str:
                 hits = sum(
-                    (c.classification if metric is None else
-                     {x.metric: x.classification for x in c.changes}[metric]) == REGRESSION
+                    (
+                        c.classification
+                        if metric is None
+                        else {x.metric: x.classification for x in c.changes}[metric]
+                    )
+                    == REGRESSION
                     for c in items
                 )
                 return f"{hits}/{len(items)}"
 
-            print(" | ".join([f"{slowdown:.0%}", f"{t:.0%}", share(ab, "p50"), share(ab, "p99"),
-                              share(ab, None), share(saved, "p50"), share(saved, "p99"),
-                              share(saved, None), p99_medians(ab)]))
+            print(
+                " | ".join(
+                    [
+                        f"{slowdown:.0%}",
+                        f"{t:.0%}",
+                        share(ab, "p50"),
+                        share(ab, "p99"),
+                        share(ab, None),
+                        share(saved, "p50"),
+                        share(saved, "p99"),
+                        share(saved, None),
+                        p99_medians(ab),
+                    ]
+                )
+            )
 
 
 def p99_medians(results: Sequence[Any]) -> str:

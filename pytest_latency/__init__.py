@@ -12,6 +12,7 @@ The public API below loads lazily: importing the package costs nothing until a n
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import core as _core
@@ -86,8 +87,6 @@ _ELSEWHERE = {
 
 def __getattr__(name: str) -> Any:
     if name in _ELSEWHERE:
-        import importlib
-
         return getattr(importlib.import_module(f".{_ELSEWHERE[name]}", __name__), name)
     if name in __all__:
         return getattr(_core, name)

@@ -14,6 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .ab_run import ABRunError, measure_rounds, repo_root, resolve_commit, rounds_of
+from .core.ab import MAX_ROUNDS, MIN_ROUNDS, compare_rounds
+from .core.env import git_info
+from .core.regression import REGRESSION, parse_threshold
+from .report import ab as render
+from .report.markdown import write
+
 EXIT_MEASUREMENT_FAILED = 3
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 DEFAULT_ROUNDS = 5
@@ -75,9 +82,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _validate(args: argparse.Namespace) -> tuple[float, list[str]]:
-    from .core.ab import MAX_ROUNDS, MIN_ROUNDS
-    from .core.regression import parse_threshold
-
     threshold = parse_threshold(args.threshold)
     if not MIN_ROUNDS <= args.rounds <= MAX_ROUNDS:
         raise ValueError(
@@ -105,12 +109,6 @@ def _validate(args: argparse.Namespace) -> tuple[float, list[str]]:
 
 
 def command(args: argparse.Namespace) -> int:
-    from .ab_run import ABRunError, measure_rounds, repo_root, resolve_commit, rounds_of
-    from .core.ab import compare_rounds
-    from .core.env import git_info
-    from .core.regression import REGRESSION
-    from .report import ab as render
-
     threshold, pytest_args = _validate(args)
     cwd = Path.cwd().resolve()
     repo = repo_root(cwd).resolve()
@@ -159,9 +157,6 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(args: argparse.Namespace, doc: dict[str, Any]) -> None:
-    from .report import ab as render
-    from .report.markdown import write
-
     if args.json:
         write(args.json, json.dumps(doc, indent=1) + "\n")
     if args.markdown:  # as --latency-markdown: the step summary gets the same text

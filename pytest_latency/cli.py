@@ -16,11 +16,26 @@ pytest-latency ab --base origin/main --rounds 5 -- -m slo   # base vs head, in t
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from .ab_cli import add_parser as add_ab
+from .core.plan import DEFAULT_CONFIDENCE, plan, undecidable
+from .core.regression import (
+    REGRESSION,
+    SavedRun,
+    describe_differences,
+    env_differences,
+    parse_threshold,
+)
+from .core.spec import Spec
+from .report import plots
+from .report.changes import change_legend, change_table, counts
+from .report.html import match_saved_run, write_html
 from .report.json_report import load_report
-from .report.table import context_line, legend, summary_rows, target_table
+from .report.table import context_line, legend, render_columns, summary_rows, target_table
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -68,8 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_compare(sub)
     _add_plot_command(sub)
     _add_plan(sub)
-    from .ab_cli import add_parser as add_ab
-
     add_ab(sub)
     args = parser.parse_args(argv)
     try:
@@ -113,15 +126,6 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .core.regression import (
-        REGRESSION,
-        SavedRun,
-        describe_differences,
-        env_differences,
-        parse_threshold,
-    )
-    from .report.changes import change_legend, change_table, counts
-
     threshold = parse_threshold(args.threshold)
     if args.confidence is not None and not 0 < args.confidence < 1:
         raise ValueError(
@@ -161,8 +165,6 @@ PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".html": "html", ".
 
 def _plot(args: argparse.Namespace) -> int:
     """Draw saved runs: one run, or B (after) overlaid on A (before, the saved run)."""
-    from pathlib import Path
-
     if len(args.runs) > 2:
         raise ValueError(f"plot takes one run or two (before, after), not {len(args.runs)}")
     fmt = PLOT_FORMATS.get(Path(args.output).suffix.lower())
@@ -171,9 +173,6 @@ def _plot(args: argparse.Namespace) -> int:
             f"-o {args.output!r}: the extension must name the format. Valid: "
             + ", ".join(PLOT_FORMATS)
         )
-    from .core.regression import parse_threshold
-    from .report import plots
-
     threshold = parse_threshold(args.threshold)
     plots.require_matplotlib("pytest-latency plot")
     before = load_report(args.runs[0]) if len(args.runs) == 2 else None
@@ -188,8 +187,6 @@ def _plot(args: argparse.Namespace) -> int:
             ],
         }
     if fmt == "html":
-        from .report.html import write_html
-
         write_html(
             args.output,
             after,
@@ -200,8 +197,6 @@ def _plot(args: argparse.Namespace) -> int:
         )
         print(f"{args.output}: HTML report of {len(after['results'])} measurement(s)")
         return 0
-    from .report.html import match_saved_run
-
     results = [r for r in after["results"] if r.get("n")]
     if not results:
         found = len(after["results"])
@@ -220,6 +215,7 @@ def _plot(args: argparse.Namespace) -> int:
     saved_runs = match_saved_run(results, before)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pdf":  # one page per measurement
+        # matplotlib: an optional dependency (the report extra), checked above
         from matplotlib.backends.backend_pdf import PdfPages
 
         with PdfPages(args.output, metadata={"CreationDate": None, "Creator": None}) as pdf:
@@ -278,12 +274,6 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    import ast
-
-    from .core.plan import DEFAULT_CONFIDENCE, plan, undecidable
-    from .core.spec import Spec
-    from .report.table import render_columns
-
     kwargs = {}
     for item in args.keywords:
         key, sep, raw = item.partition("=")

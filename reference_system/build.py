@@ -5,19 +5,12 @@ Each step's output is a cached artefact (see :mod:`reference_system.cache`) keye
 keys, its config and the library versions that produce it, so ``build()`` a second time reuses
 everything, and changing one step's config rebuilds that step and its dependants only.
 
-Profiles (2 CPU cores):
-
-- ``quick``: 9,000 stratified train examples x 1 epoch (282 steps, lr 1e-4), about 3 minutes
-  of fine-tuning and ~6 minutes cold for the teacher and its variants (evaluating five of them
-  on 2,000 texts is the rest); the profile tests and CI use. Held-out FP32 accuracy 83.7%
-  (requirement: >= 82%).
-- ``full``: all 10,252 train examples x 2 epochs (642 steps), about 8 minutes of fine-tuning.
-
-Both profiles distil their fine-tuned teacher into a 3-layer student (teacher layers 0, 2, 5,
-all train texts x 3 epochs; :mod:`reference_system.distill`), which then goes through the same
-export, fusion and INT8 dynamic functions as its teacher: about 4 more minutes cold in
-``quick`` (teacher logits 33 s, training 171 s, evaluations and ONNX steps the rest). Quick
-student: 83.40 % FP32, 83.25 % INT8 against the teacher's 83.70 %.
+Profiles: ``quick`` (9,000 stratified train examples x 1 epoch), the profile tests and CI use
+(held-out FP32 accuracy required >= 82 %); ``full`` (all 10,252 train examples x 2 epochs).
+Both distil their fine-tuned teacher into a 3-layer student (teacher layers 0, 2, 5, all train
+texts x 3 epochs; :mod:`reference_system.distill`), which then goes through the same export,
+fusion and INT8 dynamic functions as its teacher. Times and accuracies: docs/reference_system.md
+("Model and build", "Figures that used to sit in code comments").
 
 Example::
 

@@ -11,31 +11,13 @@ computed once over the training texts (no teacher forward pass per step), with
 (Hinton et al. 2015: the ``T^2`` keeps the soft term's gradients on the hard term's scale as
 ``T`` grows). Training reuses :func:`reference_system.training.train_classifier`: the same
 optimiser, LR schedule, length-grouped batches, threads, seeds and offline loading as
-fine-tuning (with torch's fused AdamW kernel, ~20 % faster per step here).
+fine-tuning (with torch's fused AdamW kernel, faster per step here).
 
-Choices, measured on the ``quick`` teacher (83.70 % on the test split) with 2 CPU threads.
-Layers and temperature were picked on the 500-text calibration split (not the test split;
-its accuracies are +-1.7 points at one standard error, agreement is steadier):
-
-==========================  ================  ===========  ===============
-run                         calibration acc   agreement    test acc
-==========================  ================  ===========  ===============
-untrained (0, 2, 4)         60.2 %            56.6 %       -
-untrained (1, 3, 5)         72.0 %            74.0 %       -
-untrained (0, 3, 5)         73.8 %            79.8 %       -
-untrained (0, 2, 5)         77.6 %            80.0 %       -
-(1, 3, 5) x 1 epoch         81.8 %            93.0 %       81.55 %
-(0, 2, 5) x 1 epoch         83.4 %            93.0 %       82.75 %
-(0, 2, 5) x 1, T=2 / T=4    83.2 / 83.0 %     93.2 / 93.8  -
-(0, 2, 5) x 2 epochs        82.4 %            93.2 %       83.05 %
-(0, 2, 5) x 3 (chosen)      83.2 %            93.2 %       83.40 %
-==========================  ================  ===========  ===============
-
-(alpha 0.7, T 3, lr 1e-4, all 10,252 train texts unless noted; agreement: labels equal to the
-teacher's.) Keeping the bottom and the top layer wins: the pooler and classifier were trained
-on layer 5's output, and layer 0 sits on the embeddings. Temperatures 2-4 are within noise;
-3 is kept. More epochs help most: 3 epochs bring the student within 0.3 points of its teacher
-(0.45 after INT8), at ~33 s of teacher logits plus ~170 s of training on 2 cores.
+Choices (measured on the ``quick`` teacher; the table of runs is in docs/reference_system.md,
+"Figures that used to sit in code comments"): layers and temperature were picked on the
+calibration split, not the test split. Keeping the bottom and the top layer (0, 2, 5) wins: the
+pooler and classifier were trained on layer 5's output, and layer 0 sits on the embeddings.
+Temperatures 2-4 are within noise; 3 is kept. More epochs help most, hence 3.
 
 Example::
 

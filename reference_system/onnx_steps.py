@@ -1,18 +1,7 @@
 """ONNX steps: export, ORT transformer fusion, INT8 dynamic and INT8 static quantisation.
 
-Measured on the ``quick`` profile (test split of 2,000 texts; figures also in each ``meta.json``;
-"vs ref" compares 256 test texts with PyTorch for the export, with ONNX FP32 otherwise):
-
-================  ========  =======  ==========  ========  =====================================
-artefact          accuracy  size MB  max |diff|  labels    notes
-================  ========  =======  ==========  ========  =====================================
-PyTorch FP32      83.70%    90.9     -           -         fine-tuned, ``save_pretrained``
-ONNX FP32         83.70%    91.0     2.0e-06     100%      TorchScript exporter, opset 17
-ORT fused         83.70%    90.9     1.9e-06     100%      1 EmbedLayerNorm, 6 Attention,
-                                                           12 SkipLayerNorm, 6 BiasGelu
-INT8 dynamic      84.10%    23.0     0.25        100%      on the fused graph, per-channel; 3.96x
-INT8 static QDQ   82.85%    58.9     0.87        94.5%     MatMul/Gemm only, per-channel; 1.55x
-================  ========  =======  ==========  ========  =====================================
+Accuracy, size and agreement of each artefact: docs/reference_system.md, "The optimisation
+ladder" (and each artefact's ``meta.json``).
 
 Choices and what they cost:
 
@@ -28,10 +17,9 @@ Choices and what they cost:
 - **INT8 static** runs on the plain export after ``quant_pre_process(skip_symbolic_shape=True)``
   (DESIGN.md §4 records that this flag is needed), MinMax-calibrated on the 500-text
   calibration split, U8 activations / S8 weights. It is restricted to MatMul/Gemm: static
-  quantisation of every QDQ-capable op cost ~11 accuracy points in an earlier measurement
-  here (DESIGN.md §4). Embeddings stay FP32 (Gather is not in the list), hence only ~1.55x
-  smaller. It loses 0.85 pt and flips 5.5% of labels against FP32 on the sample: dynamic
-  quantisation is the better CPU variant for this model.
+  quantisation of every QDQ-capable op cost far more accuracy (DESIGN.md §4). Embeddings stay
+  FP32 (Gather is not in the list), hence a smaller size gain. It loses accuracy and flips
+  labels against FP32: dynamic quantisation is the better CPU variant for this model.
 """
 
 from __future__ import annotations

@@ -182,7 +182,8 @@ class OrtPredictor(PredictorBase):
     ``intra_op_threads`` defaults to 2 (the cores here); ``inter_op_threads`` to 1 (the graph is
     sequential); ``graph_optimization_level`` is one of ``disable|basic|extended|all``.
     ``allow_spinning=False`` stops idle intra-op threads from spinning, which matters when
-    another runtime shares the cores (spinning slowed PyTorch 3x in an interleaved run).
+    another runtime shares the cores (spinning slowed PyTorch in an interleaved run;
+    docs/serving.md, "Figures that used to sit in code comments").
     The active providers are read back from the session, never assumed: if the first requested
     provider is not active, construction fails with :class:`BackendUnavailable`.
     """

@@ -28,13 +28,14 @@ evenly among them, so a test is wrongly called a regression at most ``alpha`` of
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from .spec import PERCENTILE_KEYS
+from .spec import DEFAULT_REGRESSION_THRESHOLD, PERCENTILE_KEYS
 from .stats import quantile, quantile_bounds
 
 REGRESSION = "regression"
@@ -44,7 +45,7 @@ INCONCLUSIVE = "inconclusive"
 NEW = "new"  # no counterpart in the saved run: reported, never failed
 # How a result's overall classification is chosen from its percentiles' (worst first).
 SEVERITY = (REGRESSION, INCONCLUSIVE, IMPROVEMENT, NO_CHANGE, NEW)
-DEFAULT_THRESHOLD = 0.10
+DEFAULT_THRESHOLD = DEFAULT_REGRESSION_THRESHOLD
 DEFAULT_QUANTILES = (("p50", 0.5), ("p99", 0.99))
 NS_PER_MS = 1_000_000
 
@@ -373,8 +374,6 @@ def _show(value: Any) -> str:
 
 def __getattr__(name: str) -> Any:
     if name == "Baseline":  # the old name, from before "baseline" meant only the service
-        import warnings
-
         warnings.warn(
             "pytest_latency.core.regression.Baseline is deprecated; use SavedRun",
             DeprecationWarning,

@@ -103,6 +103,7 @@ def _keep_found(inner: Any) -> Any:
     stored failing example once it stops failing (a fixed slow path), and would not try it
     again when the slow path comes back. A copy under `FOUND_SUFFIX` is replayed first in
     every run."""
+    # hypothesis: an optional dependency, loaded only when a search runs
     from hypothesis.database import ExampleDatabase
 
     class KeepFound(ExampleDatabase):
@@ -197,6 +198,7 @@ def search(
     does: ``SIGALRM`` interrupts the call). When it fires the search stops with what it has;
     if one call had been running for over a second, its input is the result: a miss that
     hangs (the measurement that follows reports the call that does not return)."""
+    # hypothesis: an optional dependency, loaded only when a search runs
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as fix_seed
     from hypothesis import strategies as st

@@ -39,6 +39,9 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_MAX_TIME_S = 30.0
 DEFAULT_MAX_SAMPLES = 200_000
 MAX_REGRESSION = 10.0  # an allowed slowdown of 1000 % is already no gate at all
+# The slowdown against a saved run that counts as a regression. Here, not in core.regression
+# (numpy), so that the plugin's option table can read it without loading numpy.
+DEFAULT_REGRESSION_THRESHOLD = 0.10
 
 # Ceilings of the plan: beyond them a measurement cannot run in one process, so a marker (or
 # option) asking for more is refused when it is read, not after minutes of measuring.

@@ -74,6 +74,7 @@ def make_request(target: dict[str, Any]) -> Callable[[int], None]:
                 )
 
         return call
+    # geventhttpclient: comes with locust, an optional dependency; only HTTP targets need it
     from geventhttpclient import HTTPClient
 
     url = urlsplit(target["url"])

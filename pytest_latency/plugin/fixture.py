@@ -20,11 +20,12 @@ import json
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.cluster import INSTALL, LocustCluster, LocustError
 from ..core.compare import Comparison
 from ..core.compare import compare as compare_in_blocks
+from ..core.distributed import make_locust_driver
 from ..core.drivers import NotTimedError
 from ..core.external import judge
 from ..core.remote import TargetError, callable_target, describe, http_target
@@ -35,9 +36,7 @@ from ..core.verdict import Decision, Verdict
 from ..report.table import failure_message
 from .failures import PytestLatencyWarning
 from .keys import Settings
-
-if TYPE_CHECKING:
-    from .worst_case import WorstCase
+from .worst_case import WorstCase, worst_case
 
 
 class LatencyFixture:
@@ -191,8 +190,6 @@ class LatencyFixture:
 
             latency.worst_case(int8.predict_one, st.text(max_size=2000), examples=300)
         """
-        from .worst_case import worst_case
-
         return worst_case(
             self,
             fn,
@@ -260,8 +257,6 @@ class LatencyFixture:
     def _distributed(
         self, target: dict[str, Any], name: str | None, slo: Spec | Mapping[str, Any] | None
     ) -> Result:
-        from ..core.distributed import make_locust_driver
-
         spec = self.spec_for(slo)
         if spec.engine != "locust":
             spec = spec.merged({"engine": "locust"})

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ..core.cluster import LocustCluster
 from .failures import PytestLatencyWarning
 from .keys import (
     ACCURACY_KEY,
@@ -25,7 +26,6 @@ from .progress import live_progress
 from .saved_run import check_regression
 
 if TYPE_CHECKING:  # the fixtures' types import numpy: kept out of `pytest --help`
-    from ..core.cluster import LocustCluster
     from ..core.compare import Comparison
     from .fixture import LatencyFixture
     from .gate import AccuracyGate, AccuracyResult
@@ -127,8 +127,6 @@ def _remote_cluster(config: pytest.Config) -> Callable[[int], LocustCluster]:
     connected from test to test), stopped when the session ends."""
 
     def get(workers: int) -> LocustCluster:
-        from ..core.cluster import LocustCluster
-
         cluster = config.stash.get(LOCUST_KEY, None)
         if cluster is None or not cluster.alive():
             settings = config.stash[SETTINGS_KEY]

@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # numpy underneath: loaded only when a saved run is compared
 
 INCONCLUSIVE_POLICIES = ("fail", "warn", "pass")
 PROGRESS_MODES = ("auto", "on", "off")
-DEFAULT_REGRESSION_THRESHOLD = 0.10
 
 # On TestReport.__dict__: survives xdist serialisation and reaches the controller.
 REPORT_ATTR = "latency_results"
@@ -39,7 +38,8 @@ BENCHMARK_PLUGIN = "latency-benchmark-slo"
 
 @dataclass(frozen=True)
 class Settings:
-    """Every option of the run, resolved once in ``pytest_configure`` (see `options`)."""
+    """Every option of the run, resolved once in ``pytest_configure`` (see `options`). No
+    defaults here: each is in the option table (`options.OPTIONS`), once."""
 
     confidence: float
     warmup: int | str
@@ -47,18 +47,18 @@ class Settings:
     gc: str
     seed: int
     inconclusive: str
-    json_path: str | None = None
-    html_path: str | None = None
-    progress: str = "auto"
-    benchmark_json_path: str | None = None
-    save_path: str | None = None
-    compare_path: str | None = None
-    threshold: float = DEFAULT_REGRESSION_THRESHOLD
-    fail_on_regression: bool = False
-    strict: bool = False
-    markdown_path: str | None = None
-    locust_master: tuple[str, int] | None = None  # engine='locust' with remote workers
-    locust_timeout_s: float = 60.0
+    json_path: str | None
+    html_path: str | None
+    progress: str
+    benchmark_json_path: str | None
+    save_path: str | None
+    compare_path: str | None
+    threshold: float
+    fail_on_regression: bool
+    strict: bool
+    markdown_path: str | None
+    locust_master: tuple[str, int] | None  # engine='locust' with remote workers
+    locust_timeout_s: float
 
     def spec_defaults(self) -> dict[str, Any]:
         """Defaults `Spec.resolved` uses for fields a marker leaves unset."""

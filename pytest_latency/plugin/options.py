@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from ..core.spec import DEFAULT_CONFIDENCE, DEFAULT_MAX_TIME_S, MAX_TIME_S, MAX_WARMUP_CALLS
-from .keys import (
+from ..core.spec import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MAX_TIME_S,
     DEFAULT_REGRESSION_THRESHOLD,
-    INCONCLUSIVE_POLICIES,
-    PROGRESS_MODES,
-    Settings,
+    MAX_TIME_S,
+    MAX_WARMUP_CALLS,
 )
+from .keys import INCONCLUSIVE_POLICIES, PROGRESS_MODES, Settings
 
 
 def _confidence(raw: Any) -> float:
@@ -88,11 +89,13 @@ def _master(raw: Any) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Option:
-    """One option: its flag, its ini key (`dest`), how it is read and checked.
+    """One option: its flag, its ini key (`dest`), how it is read and checked, its default.
 
     `convert` turns the raw value into the setting or raises `ValueError`, and `valid` says
-    what would have been accepted. `output` names a report written when the run ends, with an
-    example file name: its folder is checked now (`output_path`).
+    what would have been accepted. `default` is the setting when neither the flag nor the ini
+    key is given (``None``: unset); ``{default}`` in `help` shows it. `output` names a report
+    written when the run ends, with an example file name: its folder is checked now
+    (`output_path`).
     """
 
     dest: str
@@ -103,6 +106,11 @@ class Option:
     valid: str = ""
     output: str | None = None
     boolean: bool = False
+    default: Any = None
+
+    def __post_init__(self) -> None:
+        shown = f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+        object.__setattr__(self, "help", self.help.replace("{default}", shown))
 
     @property
     def name(self) -> str:
@@ -114,26 +122,29 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "latency_confidence",
         "--latency-confidence",
-        f"default confidence for SLO decisions, in (0, 1) (default {DEFAULT_CONFIDENCE})",
+        "default confidence for SLO decisions, in (0, 1) (default {default})",
         "CONFIDENCE",
         _confidence,
         "a number strictly between 0 and 1, e.g. 0.95",
+        default=DEFAULT_CONFIDENCE,
     ),
     Option(
         "latency_warmup",
         "--latency-warmup",
-        "default warm-up: a call count or 'auto' (steady-state detection; default auto)",
+        "default warm-up: a call count or 'auto' (steady-state detection; default {default})",
         "WARMUP",
         _warmup,
         f"a count from 0 to {MAX_WARMUP_CALLS:,} or 'auto'",
+        default="auto",
     ),
     Option(
         "latency_max_time_s",
         "--latency-max-time",
-        f"default time budget per measurement in seconds (default {DEFAULT_MAX_TIME_S:g})",
+        "default time budget per measurement in seconds (default {default})",
         "S",
         _seconds,
         f"seconds > 0, at most {MAX_TIME_S:,} (one day), e.g. 30",
+        default=DEFAULT_MAX_TIME_S,
     ),
     Option(
         "latency_gc",
@@ -142,6 +153,7 @@ OPTIONS: tuple[Option, ...] = (
         "GC",
         _choice(("off", "on")),
         "off, on",
+        default="off",
     ),
     Option(
         "latency_seed",
@@ -150,6 +162,7 @@ OPTIONS: tuple[Option, ...] = (
         "SEED",
         _seed,
         "an integer >= 0",
+        # no default here: `resolve` is given the run's random one
     ),
     Option(
         "latency_inconclusive",
@@ -158,6 +171,7 @@ OPTIONS: tuple[Option, ...] = (
         "INCONCLUSIVE",
         _choice(INCONCLUSIVE_POLICIES),
         ", ".join(INCONCLUSIVE_POLICIES),
+        default="fail",
     ),
     Option(
         "latency_json",
@@ -173,6 +187,7 @@ OPTIONS: tuple[Option, ...] = (
         "PROGRESS",
         _choice(PROGRESS_MODES),
         ", ".join(PROGRESS_MODES),
+        default="auto",
     ),
     Option(
         "latency_benchmark_json",
@@ -216,6 +231,8 @@ OPTIONS: tuple[Option, ...] = (
         _threshold,
         "a percentage with a % sign between 0% and 1000%, e.g. 10% (the slowdown of a "
         "percentile against the saved run that fails a test)",
+        # the threshold a comparison reports against; giving the option is what fails tests
+        default=DEFAULT_REGRESSION_THRESHOLD,
     ),
     Option(
         "latency_markdown",
@@ -232,6 +249,7 @@ OPTIONS: tuple[Option, ...] = (
         "from the saved run's (CPU, cores, Python, key package versions)",
         "",
         boolean=True,
+        default=False,
     ),
     Option(
         "latency_locust_master",
@@ -247,10 +265,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "latency_locust_timeout_s",
         "--latency-locust-timeout",
-        "with --latency-locust-master: seconds to wait for the workers to connect (default 60)",
+        "with --latency-locust-master: seconds to wait for the workers to connect "
+        "(default {default})",
         "S",
         _seconds,
         "seconds > 0, e.g. 120",
+        default=60.0,
     ),
 )
 BY_DEST = {option.dest: option for option in OPTIONS}
@@ -335,29 +355,29 @@ def resolve(config: pytest.Config, default_seed: int) -> Settings:
                 "--latency-save) to compare this run with"
             )
 
-    def pick(dest: str, default: Any) -> Any:
-        return default if values[dest] is None else values[dest]
+    def pick(dest: str) -> Any:
+        """The value given, else the table's default."""
+        return BY_DEST[dest].default if values[dest] is None else values[dest]
 
-    threshold = values["latency_fail_on_regression"]
     return Settings(
-        confidence=pick("latency_confidence", DEFAULT_CONFIDENCE),
-        warmup=pick("latency_warmup", "auto"),
-        max_time_s=pick("latency_max_time_s", DEFAULT_MAX_TIME_S),
-        gc=pick("latency_gc", "off"),
-        seed=pick("latency_seed", default_seed),
-        inconclusive=pick("latency_inconclusive", "fail"),
-        json_path=values["latency_json"],
-        html_path=values["latency_html"],
-        progress=pick("latency_progress", "auto"),
-        benchmark_json_path=values["latency_benchmark_json"],
-        save_path=values["latency_save"],
-        compare_path=values["latency_compare"],
-        threshold=DEFAULT_REGRESSION_THRESHOLD if threshold is None else threshold,
-        fail_on_regression=threshold is not None,
-        strict=values["latency_compare_strict"],
-        markdown_path=values["latency_markdown"],
-        locust_master=values["latency_locust_master"],
-        locust_timeout_s=pick("latency_locust_timeout_s", 60.0),
+        confidence=pick("latency_confidence"),
+        warmup=pick("latency_warmup"),
+        max_time_s=pick("latency_max_time_s"),
+        gc=pick("latency_gc"),
+        seed=default_seed if values["latency_seed"] is None else values["latency_seed"],
+        inconclusive=pick("latency_inconclusive"),
+        json_path=pick("latency_json"),
+        html_path=pick("latency_html"),
+        progress=pick("latency_progress"),
+        benchmark_json_path=pick("latency_benchmark_json"),
+        save_path=pick("latency_save"),
+        compare_path=pick("latency_compare"),
+        threshold=pick("latency_fail_on_regression"),
+        fail_on_regression=values["latency_fail_on_regression"] is not None,
+        strict=pick("latency_compare_strict"),
+        markdown_path=pick("latency_markdown"),
+        locust_master=pick("latency_locust_master"),
+        locust_timeout_s=pick("latency_locust_timeout_s"),
     )
 
 

@@ -28,6 +28,7 @@ def _padded(values: Sequence[float], pad: float) -> tuple[float, float]:
 
 def accuracy_figure(gates: Sequence[Row]) -> Figure:
     """One row per gate; points in percent (accuracy) and percentage points (drop)."""
+    # matplotlib: an optional dependency (the report extra)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 1.5 + 0.5 * len(gates)), dpi=DPI, layout="constrained")

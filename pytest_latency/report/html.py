@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.regression import DEFAULT_THRESHOLD, SavedRun, compare_result
 from . import plots
 from .html_parts import (
     accuracy_section,
@@ -75,8 +76,6 @@ def match_saved_run(results: Sequence[Row], saved: Row | None) -> list[Row | Non
     check's (`core.regression.SavedRun`), so what is overlaid is what was compared."""
     if not saved:
         return [None] * len(results)
-    from ..core.regression import SavedRun
-
     index = SavedRun.from_report(saved)
     seen: list[tuple[Any, Any]] = []
     out: list[Row | None] = []
@@ -94,8 +93,6 @@ def saved_run_changes(
     one the live run recorded under ``--latency-compare``, else computed here
     (``pytest-latency plot`` with two runs) at `threshold` (default 10 %; a test's
     ``slo(regression=)`` wins)."""
-    from ..core.regression import DEFAULT_THRESHOLD, compare_result
-
     limit = DEFAULT_THRESHOLD if threshold is None else threshold
     return [
         r.get("regression") or compare_result(b, r, threshold=limit).to_dict()

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..core.verdict import HIGHER_IS_BETTER, INFO_METRICS
 from .accuracy_plot import accuracy_figure
+from .changes import ratio_text
 from .plots import figure_bytes
 from .table import context_line
 
@@ -135,8 +136,6 @@ def classification(name: str) -> str:
 def changes_table(change: Row) -> str:
     """Percentile by percentile against the saved run: ratio after/before with its bounds and
     the classification (`core.regression`), or the note saying why nothing was compared."""
-    from .changes import ratio_text
-
     rows = [
         [
             esc(c["metric"]),

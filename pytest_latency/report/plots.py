@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ def require_matplotlib(what: str = "latency plots") -> None:
 
 
 def _ms(result: Row) -> Any:
+    # numpy: keeps `pytest --help` light (the plugin imports this module)
     import numpy as np
 
     return np.sort(np.asarray(result.get("samples_ns") or [], dtype=np.int64)) / 1e6
@@ -103,8 +105,7 @@ def _style(ax: Axes, log_x: bool) -> None:
 def _log_ticks(axis: Any, lo: float, hi: float) -> None:
     """Plain-number ticks on a log axis, as many as its span can label without crowding
     (matplotlib's default labels only powers of ten: none at all within one decade)."""
-    import math
-
+    # matplotlib: an optional dependency (the report extra)
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     decades = math.log10(max(hi, 1e-12) / max(lo, 1e-12))
@@ -132,6 +133,7 @@ def _x_range(runs: Sequence[Any], targets: Sequence[Row], log_x: bool) -> tuple[
 def _hist(ax: Axes, runs: Sequence[tuple[str, str, Any]], targets: Sequence[Row]) -> None:
     """The body of the distribution: the x-axis spans the samples only (a far target would
     squash them into one bin); targets off the axis are named at its edge with an arrow."""
+    # numpy: keeps `pytest --help` light (the plugin imports this module)
     import numpy as np
 
     data = [ms for _, _, ms in runs if len(ms)]
@@ -176,6 +178,7 @@ def _hist(ax: Axes, runs: Sequence[tuple[str, str, Any]], targets: Sequence[Row]
 def _tail_points(ms: Any) -> tuple[Any, Any]:
     """(latency, share of samples >= latency), thinned geometrically so the tail keeps every
     point and the body a few hundred."""
+    # numpy: keeps `pytest --help` light (the plugin imports this module)
     import numpy as np
 
     n = len(ms)
@@ -192,6 +195,7 @@ def _tail(ax: Axes, runs: Sequence[tuple[str, str, Any]], result: Row) -> None:
     ax.set_yscale("log")
     n = max((len(ms) for _, _, ms in runs), default=1)
     ax.set_ylim(1 / max(n, 10) / 1.5, 1.3)
+    # matplotlib: an optional dependency (the report extra)
     from matplotlib.ticker import FuncFormatter
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:g}%"))
@@ -245,6 +249,7 @@ def _draw_target(ax: Axes, t: Row, n: int) -> None:
 
 
 def _series(ax: Axes, result: Row, log_x: bool) -> None:
+    # numpy: keeps `pytest --help` light (the plugin imports this module)
     import numpy as np
 
     ms = np.asarray(result.get("samples_ns") or [], dtype=np.int64) / 1e6
@@ -319,6 +324,7 @@ def draw_measurement(
 
 def measurement_figure(result: Row, saved: Row | None = None, title: bool = True) -> Figure:
     """One measurement as a 13 x 4 inch figure (histogram, tail, time series)."""
+    # matplotlib: an optional dependency (the report extra)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 5.0 if title else 4.7), dpi=DPI, layout="constrained")
@@ -328,6 +334,7 @@ def measurement_figure(result: Row, saved: Row | None = None, title: bool = True
 
 def runs_figure(results: Sequence[Row], saved_runs: Sequence[Row | None]) -> Figure:
     """Every measurement stacked, one row each (``pytest-latency plot -o runs.png``)."""
+    # matplotlib: an optional dependency (the report extra)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 5.2 * len(results)), dpi=DPI, layout="constrained")
@@ -340,6 +347,7 @@ def runs_figure(results: Sequence[Row], saved_runs: Sequence[Row | None]) -> Fig
 
 def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     """The figure as PNG, SVG or PDF bytes; the same figure always gives the same bytes."""
+    # matplotlib: an optional dependency (the report extra)
     from matplotlib import rc_context
 
     buffer = io.BytesIO()

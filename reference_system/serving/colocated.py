@@ -11,8 +11,9 @@ Per request, on a cache miss:
 - tokenise one text (``Tokenizer.encode``: no batch thread pool for a single text);
 - ``session.run`` **on the event loop thread** by default (``inference="inline"``): no
   thread-pool hop and no second thread to wake; ORT with 1 intra-op thread, so no intra-op
-  pool to wake either. While it runs (2-5 ms) the loop serves nothing else, which at this
-  offered load costs a concurrent request a few ms at worst; ``inference="thread"`` moves the
+  pool to wake either. While it runs the loop serves nothing else, which at this offered load
+  costs a concurrent request a few ms at worst (docs/serving.md, "Figures that used to sit in
+  code comments"); ``inference="thread"`` moves the
   run to one dedicated thread instead, for comparison;
 - the response is sent, then the cache entry is written (a background task after the body).
 """
@@ -130,10 +131,10 @@ class ColocatedBackend:
         """Run the model on a fixed review whenever it has been idle for ``keep_warm_ms``,
         for as long as real requests keep coming (one within ``KEEP_WARM_WINDOW_S``).
 
-        On this VM an idle gap of 50 ms (what 20 rps looks like to one request) doubles the
-        model's time (its weights are evicted from the CPU caches); a run every few ms keeps
-        them resident, at the price of that much CPU while idle (docs/serving.md). Without
-        traffic it stops, so an idle front costs the host nothing."""
+        An idle gap of 50 ms (what 20 rps looks like to one request) slows the model's next
+        call (its weights are evicted from the CPU caches); a run every few ms keeps them
+        resident, at the price of that much CPU while idle (docs/serving.md, "Keeping the
+        weights warm"). Without traffic it stops, so an idle front costs the host nothing."""
         period_ns = int(self.keep_warm_ms * 1e6)
         window_ns = int(KEEP_WARM_WINDOW_S * 1e9)
         feeds = self.encode(["a warm-up review of a film that keeps the weights cached"])

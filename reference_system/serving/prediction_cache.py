@@ -139,8 +139,9 @@ def connect(url: str, timeout_s: float = 0.02) -> redis.Redis:
     """A redis-py client for a cache on the latency path: short timeouts, no retries.
 
     redis-py 8's default client retries a failed command 10 times with backoff: against a
-    Redis that is down, one GET takes ~4 s instead of failing in under a millisecond. Here a
-    connect or read that exceeds ``timeout_s`` fails once and the cache fails open.
+    Redis that is down, one GET takes seconds instead of failing at once (docs/serving.md,
+    "Facts measured on the 2-core development VM"). Here a connect or read that exceeds
+    ``timeout_s`` fails once and the cache fails open.
     """
     import redis
     from redis.retry import Retry

@@ -51,12 +51,11 @@ def browser(artifacts: Any, splits: Any, host_before_browser: float) -> Any:
     return run
 
 
-# Measured on the 2-core VM (docs/benchmarks.md, "In the browser"): p50 ~9 ms and p99 24-35 ms
-# in quiet minutes (the JavaScript around each call and Chromium's own threads share the two
-# cores, so the tail is longer than in-process ORT's); busy ones tripled the tail (p99 87 ms).
-# The first load, navigation to the first label, 1.1-1.5 s. An absolute claim on a shared host:
-# decided only when the host is quiet (tests/slo/conftest.py), like the service's, with a probe
-# just before the page runs and the test's own after it.
+# The page's tail is longer than in-process ORT's (the JavaScript around each call and
+# Chromium's own threads share the cores) and busy minutes multiply it (figures: docs/edge.md).
+# An absolute claim on a shared host: decided only when the host is quiet
+# (tests/slo/conftest.py), like the service's, with a probe just before the page runs and the
+# test's own after it.
 @pytest.mark.slo(p99_ms=50, cold_start_ms=5000)
 def test_onnx_runtime_web_int8_in_headless_chromium_meets_a_50ms_p99(
     latency, browser, host_before_browser, quiet_host, request
@@ -81,8 +80,8 @@ def test_onnx_runtime_web_int8_in_headless_chromium_meets_a_50ms_p99(
 
 # The reference is ONNX Runtime at batch 1, as the page runs: INT8 dynamic quantisation scales
 # each activation over the whole (padded) batch, so the same model's labels at batch 64
-# (`evaluate`'s default, what labels_of uses) differ from its batch-1 labels on 1.7 % of the
-# held-out reviews -- the page agreed with those on only 98.30 %, with the batch-1 ones on all.
+# (`evaluate`'s default) differ from its batch-1 labels, and the page agreed with those less
+# (docs/edge.md, "What it shows").
 @pytest.mark.accuracy(max_drop=0.01, min_agreement=0.99)
 def test_browser_int8_labels_agree_with_onnx_runtime_on_99_percent_of_held_out_reviews(
     accuracy_gate, browser, int8, splits

@@ -31,8 +31,8 @@ HEDGE_RPS = 100  # offered to the pair: 50 rps a replica, far from either's satu
 # The injected tail: 3 % of requests wait 150 ms on the replica that drew them. Under the 5 %
 # that a p95 delay hedges, so the delay stays in the normal answers' range; over the 1 % that
 # p99 looks at, so the unhedged p99 is a stall. 150 ms, not 80: in the shared host's busy
-# hours the normal answers' p95 (the hedge's delay) reached 40 ms and the hedged p99 75 ms,
-# and a shorter stall then leaves the 2x undecided (docs/serving.md, "Hedged requests").
+# hours the hedge's delay and the hedged p99 grow, and a shorter stall then leaves the 2x
+# undecided (the figures: docs/serving.md, "Hedged requests").
 STALL_SHARE, STALL_MS = 0.03, 150.0
 # 25 requests (0.25 s) per block: the host's bursts of contention last up to about a second,
 # and blocks that short spread one over both sides instead of putting it into one side's p99.

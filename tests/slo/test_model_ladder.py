@@ -30,10 +30,10 @@ def one_at_a_time(predictor: Any, texts: Sequence[str]) -> Callable[[], Any]:
 def labels_of(predictor: Any, batch_size: int = 1) -> Callable[[Sequence[str]], list[int]]:
     """The predictor's labels at `batch_size`: 1 by default, as the services run the INT8
     models. INT8 dynamic quantisation scales each activation over the whole (padded) batch,
-    so the same model labels 1.7 % of held-out reviews differently at batch 64 than at batch
-    1: a gate on batched labels would check predictions the service never makes. (Measured
-    on the quick profile: INT8 accuracy 84.1 % at batch 64, 83.7 % at batch 1; the student
-    83.25 % / 83.4 %.) FP32 has no activation scales; its labels are batched to save time."""
+    so the same model labels some held-out reviews differently at batch 64 than at batch 1:
+    a gate on batched labels would check predictions the service never makes (figures:
+    docs/reference_system.md, "Figures that used to sit in code comments"). FP32 has no
+    activation scales; its labels are batched to save time."""
     from reference_system.predictors import evaluate
 
     def run(texts: Sequence[str]) -> list[int]:
@@ -46,8 +46,8 @@ def labels_of(predictor: Any, batch_size: int = 1) -> Callable[[Sequence[str]], 
 @pytest.mark.xfail(
     strict=True,
     raises=LatencyMissed,
-    reason="PyTorch FP32 eager, batch 1, 2 threads: ~8-11 ms per review of 20-60 tokens on "
-    "these CPUs, so the tail sits over 10 ms; the playbook's fix is export + fusion + INT8",
+    reason="PyTorch FP32 eager, batch 1, 2 threads: ~8-11 ms a review, so the tail sits over "
+    "10 ms (docs/reference_system.md); the playbook's fix is export + fusion + INT8",
 )
 @pytest.mark.slo(p99_ms=10, max_time_s=60)
 def test_pytorch_fp32_baseline_misses_a_10ms_p99(latency, fp32, review_texts):
@@ -63,13 +63,12 @@ def test_onnx_runtime_int8_meets_a_10ms_p99(latency, int8, review_texts):
 
 
 # Blocks of 500 calls, not 50: each runtime leaves its thread pool spinning for a while after
-# its block, and the first calls of the next block pay for it. With 50-call blocks that hit 2-4 %
-# of the samples -- straight into the p99: in five CI runs (2026-11-30) INT8's p99 measured
-# 3.6-4.2 ms alone but 5.5-9.4 ms beside PyTorch, and the speed-up's lower bound fell to
-# 1.93x-2.14x around 2.4-2.8x estimates (two runs INCONCLUSIVE). 500-call blocks put the
-# neighbour's spin-down under the 1 % tail; they still alternate about every 6 s, well inside
-# the drift this comparison is there to cancel, and min_samples=3000 makes at least six
-# rounds (one 500-call round already decided some runs, alternating nothing).
+# its block, and the first calls of the next block pay for it; with 50-call blocks that went
+# straight into INT8's p99 (docs/reference_system.md, "Figures that used to sit in code
+# comments"). 500-call blocks put the neighbour's spin-down under the 1 % tail; they still
+# alternate about every 6 s, well inside the drift this comparison is there to cancel, and
+# min_samples=3000 makes at least six rounds (one 500-call round already decided some runs,
+# alternating nothing).
 @pytest.mark.slo(p99_ms=10, max_time_s=240, min_samples=3000)
 def test_int8_p99_is_at_least_twice_as_fast_as_fp32_in_the_same_run(
     latency, fp32, int8_beside_torch, review_texts
@@ -98,10 +97,9 @@ def test_int8_loses_at_most_one_accuracy_point(accuracy_gate, fp32, int8, splits
 
 # Two ONNX Runtime sessions, both with idle threads asleep (int8_beside_torch, int8_student).
 # With spinning threads the two of them fill both cores, and any other process preempts one:
-# in three 2,400-call runs on the 2-core VM (2026-11-30, another job's processes about) the
-# p99 ratio read 1.22x, 2.29x and 2.56x around a steady 1.78x at p50, with p99.9 at 6-11 ms;
-# with spinning off it read 1.77x at p99 and 1.80x at p50, p99.9 within 1.3x of p99. No PyTorch
-# pool to keep apart, so 200-call blocks (under a second) do; min_samples=2000: ten rounds first.
+# the p99 ratio then scattered around a steady p50 ratio (docs/reference_system.md, "Figures
+# that used to sit in code comments"). No PyTorch pool to keep apart, so 200-call blocks
+# (under a second) do; min_samples=2000: ten rounds first.
 @pytest.mark.slo(p99_ms=10, max_time_s=120, min_samples=2000)
 def test_int8_student_p99_is_at_least_1_5x_faster_than_the_6_layer_int8_in_the_same_run(
     latency, int8_beside_torch, int8_student, review_texts

@@ -58,9 +58,9 @@ class Client:
     server's stages, and "transport" as the rest of the time the call took.
 
     Not httpx: the open loop runs each measurement on fresh threads, and an ``httpx.Client``
-    made on one costs 17-34 ms of SSL-context set-up, which showed up as the "cache-hit
-    stalls"; nor ``http.client``, whose own parsing is load-generator time counted as the
-    service's (docs/serving.md)."""
+    made on one sets up an SSL context holding the GIL, which showed up as the "cache-hit
+    stalls" (docs/serving.md, "The cache-hit stalls"); nor ``http.client``, whose own parsing
+    is load-generator time counted as the service's."""
 
     def __init__(self, base_url: str, texts: Iterator[str]) -> None:
         from reference_system.serving.loadgen_http import KeepAliveClient
@@ -118,8 +118,8 @@ def client_for(review_texts: list[str]) -> Iterator[Callable[..., Client]]:
 @pytest.mark.xfail(
     strict=True,
     raises=LatencyMissed,
-    reason="FastAPI + PyTorch FP32 in the server process: 10-30 ms of model time per review "
-    "on 2 CPU threads, and requests queue behind it, so the tail is far over 10 ms",
+    reason="PyTorch FP32 in the server process: 10-30 ms of model time a review on 2 CPU "
+    "threads, requests queue behind it, p99 far over 10 ms (docs/serving.md, Under load)",
 )
 @pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, max_time_s=60)
 def test_baseline_service_misses_a_10ms_p99_at_the_offered_load(latency, baseline_url, client_for):
@@ -146,11 +146,9 @@ def warm_cache(colocated_url: str, review_texts: list[str]) -> list[str]:
     condition=CPU_ONLY,
     strict=True,
     raises=LatencyMissed,
-    reason="on CPU the Triton hop costs about as much as the model: a miss's inference stage "
-    "measured 5.7-6.2 ms p50 / 10-12.5 ms p99 through gRPC and the Python-backend stub, where "
-    "the same INT8 model in-process takes 3.0 ms p50 at the same rate (Triton's own "
-    "perf_analyzer: 2.7 / 6.2 ms for Triton alone, serially); half the requests miss, so the "
-    "mixed p99 is 14-19 ms. The co-located front is the CPU deployment; docs/serving.md",
+    reason="on CPU the Triton hop costs about as much as the model (a miss's inference stage "
+    "5.7-6.2 ms p50 against 3.0 ms in-process), so the mixed p99 is 14-19 ms; docs/serving.md, "
+    "Where the Triton path's time goes",
 )
 @pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, max_time_s=60)
 def test_triton_service_p99_at_the_same_load(latency, service_url, client_for):

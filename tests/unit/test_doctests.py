@@ -1,11 +1,13 @@
-"""The docstring examples of the package run, so they stay true (tests/unit, not
-``--doctest-modules``: that would also import examples/conftest.py beside tests/conftest.py)."""
+"""The docstring examples of the package, and of the reference system's modules that have any,
+run, so they stay true (tests/unit, not ``--doctest-modules``: that would also import
+examples/conftest.py beside tests/conftest.py, and every reference_system module with torch)."""
 
 from __future__ import annotations
 
 import doctest
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +18,23 @@ import pytest_latency
 LOCUST_SIDE = "pytest_latency.locust_engine."
 
 
+# The reference system's modules with examples: cheap to import (no torch, no model), named
+# here rather than walked, so the walk never imports the heavy ones. Checked below.
+REFERENCE_MODULES = [
+    "reference_system.serving.contract",
+    "reference_system.serving.prediction_cache",
+    "reference_system.serving.redis_server",
+]
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _modules() -> list[str]:
     prefix = pytest_latency.__name__ + "."
     names = [m.name for m in pkgutil.walk_packages(pytest_latency.__path__, prefix)]
     return [pytest_latency.__name__, *(n for n in names if not n.startswith(LOCUST_SIDE))]
 
 
-@pytest.mark.parametrize("name", _modules())
+@pytest.mark.parametrize("name", _modules() + REFERENCE_MODULES)
 def test_the_docstring_examples_of_each_module_hold(name: str) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
@@ -32,4 +44,15 @@ def test_the_docstring_examples_of_each_module_hold(name: str) -> None:
 def test_the_package_has_examples_that_run() -> None:
     """Guards the walk above: it finds modules, and their examples are tried."""
     tried = sum(doctest.testmod(importlib.import_module(n)).attempted for n in _modules())
+    assert tried >= 5
+
+
+def test_every_reference_system_module_with_examples_is_run() -> None:
+    with_examples = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "reference_system").rglob("*.py")
+        if ">>>" in path.read_text()
+    }
+    assert with_examples == set(REFERENCE_MODULES)
+    tried = sum(doctest.testmod(importlib.import_module(n)).attempted for n in REFERENCE_MODULES)
     assert tried >= 5

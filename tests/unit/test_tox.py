@@ -4,8 +4,10 @@ envs, pytest-min and pytest-latest, for real.)"""
 
 from __future__ import annotations
 
+import ast
 import configparser
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -53,3 +55,45 @@ def test_ci_runs_lint_tests_and_the_cheap_envs() -> None:
         ".venv/bin/python -m reference_system.serving.leaks",
         ".venv/bin/tox -e pytest-min,pytest-latest",
     ]
+
+
+def _third_party_imports(package: Path) -> set[str]:
+    """Top-level names of the non-stdlib modules ``package`` imports, at any depth."""
+    names: set[str] = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {package.name}
+
+
+def _dist_name(requirement: str) -> str:
+    name = re.match(r"[A-Za-z0-9._-]+", requirement)
+    assert name, requirement
+    return re.sub(r"[-.]+", "_", name.group(0)).lower()
+
+
+def test_the_lint_env_has_the_types_of_every_module_the_package_imports() -> None:
+    """mypy in `tox -e lint` sees every third-party import of pytest_latency/: the package
+    (or an extra the env installs) requires it, or a mypy override ignores it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    extras = {e.strip() for e in _tox()["testenv:lint"]["extras"].split(",")}
+    installed = {_dist_name(r) for r in project["dependencies"]}
+    for extra in extras:
+        installed |= {_dist_name(r) for r in project["optional-dependencies"][extra]}
+    ignored = {
+        pattern.removesuffix(".*")
+        for override in pyproject["tool"]["mypy"].get("overrides", [])
+        if override.get("ignore_missing_imports")
+        for pattern in override["module"]
+    }
+    imported = _third_party_imports(ROOT / "pytest_latency")
+    assert {"numpy", "hypothesis", "matplotlib"} <= imported  # the walk finds them
+    missing = sorted(imported - installed - ignored)
+    assert not missing, (
+        f"tox -e lint: mypy cannot see {missing}; add them to an extra the lint env "
+        "installs, or to a [[tool.mypy.overrides]] with ignore_missing_imports"
+    )
