@@ -450,6 +450,10 @@ def create_app(
                             f"expected an object with share, ms and/or seed, got {body!r}"
                         )
                     settings = tail.configure(**body)
+                except RecursionError:  # deep nesting: a 4xx like /predict's, never a 500
+                    detail = "the body nests too deeply to be read; send a flat JSON object"
+                    error = json.dumps({"error": "invalid_json", "detail": detail})
+                    return Response(error, 422, media_type="application/json")
                 except ValueError as exc:  # json.JSONDecodeError is one
                     error = json.dumps({"error": "invalid_field", "detail": str(exc)})
                     return Response(error, 422, media_type="application/json")

@@ -19,9 +19,14 @@ Nothing outlives the process that started it, however that process ends (docs/se
 - interrupted (Ctrl-C) while waiting for readiness, or a failed start: the server is stopped
   before the exception propagates;
 - temp dirs and ``/dev/shm`` regions: each temp dir holds a lock (``flock``) for its owner's
-  lifetime; the first server started in a process removes every temp dir whose lock is free
-  (its owner died) together with the shared-memory regions recorded in it. A lock, not a PID:
-  the kernel releases it when the owner dies, and a reused PID cannot fake it.
+  lifetime, from construction (a server built but never started is cleaned up at exit too).
+  The first server built in a process starts a small reaper process that holds the read end
+  of a pipe only this process writes to; when the pipe reaches end-of-file (this process
+  exited or was killed), the reaper kills whatever of this process's servers still runs and
+  removes its temp dirs and shared-memory regions, then exits. The first server also removes
+  every temp dir whose lock is free (its owner died) with the regions recorded in it. A lock,
+  not a PID: the kernel releases it when the owner dies, and a reused PID cannot fake it; a
+  dir whose lock is held is never removed.
 
 Ports: a server given ``ports`` is ready only once every one of them is listened on by the
 server's own process (``/proc/net/tcp``), never by another session's; a server that could not
@@ -70,12 +75,16 @@ class PortInUse(ServerStartError):
 # -- nothing left behind ------------------------------------------------------------------
 
 _live: set[ManagedProcess] = set()
-_live_lock = threading.Lock()
+# Reentrant: the SIGTERM handler runs in the main thread, which may hold it at that moment.
+_live_lock = threading.RLock()
 _installed = False
+_reaper: subprocess.Popen[bytes] | None = None
+_reaper_fd = -1  # the pipe's write end, held by this process alone (close-on-exec)
+REAP_GRACE_S = 1.0  # how long the reaper lets a dead session's servers die by themselves
 
 
 def stop_all() -> None:
-    """Stop every server this process started and has not stopped yet."""
+    """Stop every server this process built and has not stopped yet."""
     with _live_lock:
         live = list(_live)
     for process in live:
@@ -84,7 +93,10 @@ def stop_all() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    stop_all()
+    # A lock-free snapshot: the main thread may be inside a `with _live_lock` right now.
+    for process in list(_live):
+        with contextlib.suppress(Exception):
+            process.stop()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -101,7 +113,93 @@ def _install_cleanup() -> None:
         signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     ):
         signal.signal(signal.SIGTERM, _on_sigterm)
+    _start_reaper()
     sweep_stale()
+
+
+def _start_reaper() -> None:
+    """The session's reaper: ``reap(fd)`` in a child of its own session (a Ctrl-C or a kill of
+    the terminal's process group does not reach it), reading the pipe until end-of-file."""
+    global _reaper, _reaper_fd
+    read_fd, write_fd = os.pipe()  # both close-on-exec: no server inherits the write end
+    root = str(Path(__file__).resolve().parents[2])
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        f"from reference_system.serving.processes import reap; reap({read_fd})"
+    )
+    try:
+        _reaper = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            start_new_session=True,
+            pass_fds=(read_fd,),
+        )
+    except OSError:
+        os.close(write_fd)  # no reaper: the next session's sweep remains
+    else:
+        _reaper_fd = write_fd
+    finally:
+        os.close(read_fd)
+
+
+def _tell_reaper(kind: str, value: object) -> None:
+    """One line to the reaper: ``dir PATH`` (a temp dir of ours) or ``pg PGID`` (a server)."""
+    if _reaper_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.write(_reaper_fd, f"{kind} {value}\n".encode())  # < PIPE_BUF: atomic
+
+
+def _our_processes(groups: set[int], dirs: list[str]) -> list[int]:
+    """Live processes of `groups` whose working dir or command line is in one of `dirs` (so a
+    reused process-group id never makes someone else's process ours)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp ...
+            if fields[0] == "Z" or int(fields[2]) not in groups:
+                continue
+            cwd = ""
+            with contextlib.suppress(OSError):
+                cwd = os.readlink(entry / "cwd")
+            cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if any(cwd.startswith(d) or d in cmd for d in dirs):
+                found.append(int(entry.name))
+    return found
+
+
+def reap(fd: int) -> None:
+    """The reaper's body (see the module docstring): read ``dir``/``pg`` lines from `fd`
+    until end-of-file, then give the session's servers `REAP_GRACE_S` to die (they got
+    ``PR_SET_PDEATHSIG``), SIGKILL those still running, and remove the session's temp dirs
+    whose lock is free, with their shared-memory regions."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    dirs: list[str] = []
+    groups: set[int] = set()
+    with os.fdopen(fd, "rb") as pipe:
+        for line in pipe:
+            kind, _, value = line.decode(errors="replace").strip().partition(" ")
+            if kind == "dir" and value:
+                dirs.append(value)
+            elif kind == "pg" and value.isdigit():
+                groups.add(int(value))
+    # End-of-file: every holder of the write end (the session) has exited.
+    deadline = time.monotonic() + REAP_GRACE_S
+    while (left := _our_processes(groups, dirs)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while _our_processes(groups, dirs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for path in dirs:
+        _remove_if_unowned(Path(path))
 
 
 def _child_setup(parent: int) -> Callable[[], None]:
@@ -148,27 +246,34 @@ def remove_shm(prefix: str) -> list[str]:
 def sweep_stale(root: Path | None = None) -> list[Path]:
     """Remove our temp dirs under `root` (the temp dir) whose owner is gone (their lock is
     free), with the shared-memory regions they recorded. Returns the dirs removed."""
+
+    return [
+        path
+        for path in Path(root or tempfile.gettempdir()).glob(f"{TMP_PREFIX}*")
+        if _remove_if_unowned(path)
+    ]
+
+
+def _remove_if_unowned(path: Path) -> bool:
+    """Remove temp dir `path` and its recorded shared-memory regions if its lock is free (its
+    owner is gone); True if removed."""
     import fcntl
 
-    removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
-        lock = path / _LOCK_NAME
+    try:
+        fd = os.open(path / _LOCK_NAME, os.O_RDWR)
+    except OSError:
+        return False  # not ours, gone, or not locked yet (its owner is still creating it)
+    try:
         try:
-            fd = os.open(lock, os.O_RDWR)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            continue  # not ours, or not locked yet (its owner is still creating it)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # its owner is alive
-            with contextlib.suppress(OSError, ValueError):
-                remove_shm((path / _SHM_NOTE).read_text().strip())
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-        finally:
-            os.close(fd)
-    return removed
+            return False  # its owner is alive
+        with contextlib.suppress(OSError, ValueError):
+            remove_shm((path / _SHM_NOTE).read_text().strip())
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 # -- ports --------------------------------------------------------------------------------
@@ -284,10 +389,14 @@ class ManagedProcess:
         self.shm_prefix = shm_prefix
         _install_cleanup()
         self.tmpdir, self._lock_fd = _locked_tmpdir(name)
+        self.proc: subprocess.Popen[bytes] | None = None
+        # Registered from construction: one built but never started is cleaned up at exit.
+        with _live_lock:
+            _live.add(self)
+        _tell_reaper("dir", self.tmpdir)
         if shm_prefix:
             (self.tmpdir / _SHM_NOTE).write_text(shm_prefix)
         self.log_path = self.tmpdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
         env = {**os.environ, **self.env}
@@ -312,6 +421,7 @@ class ManagedProcess:
         log.close()
         with _live_lock:
             _live.add(self)
+        _tell_reaper("pg", self.proc.pid)
         try:
             self._wait_ready()
         except BaseException:
@@ -362,6 +472,8 @@ class ManagedProcess:
 
     def cleanup(self) -> None:
         """Remove the temp dir and the shared-memory regions (idempotent)."""
+        with _live_lock:
+            _live.discard(self)
         if self.shm_prefix:
             remove_shm(self.shm_prefix)
         shutil.rmtree(self.tmpdir, ignore_errors=True)

@@ -237,6 +237,18 @@ def own_front(request: pytest.FixtureRequest) -> Iterator[Any]:
         yield service
 
 
+@pytest.fixture(scope="module")
+def own_baseline(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A baseline front (FastAPI + PyTorch FP32) of this module's own, whose process the
+    memory test can inspect."""
+    request.getfixturevalue("artifacts")
+    from reference_system.serving.services import SentimentService
+
+    profile = request.config.getoption("--reference-profile")
+    with SentimentService("baseline", profile=profile) as service:
+        yield service
+
+
 def test_the_read_timeout_is_the_fronts_option(own_front: Any) -> None:
     """``serve.py --body-timeout-s 1``: a trickled body gets its 408 after 1 s, not 5."""
     with (
@@ -274,13 +286,17 @@ HOSTILE_BODIES = [
 ]
 
 
-def test_memory_stays_bounded_under_hostile_bodies(own_front: Any) -> None:
-    """Two rounds of 100 near-limit hostile bodies (~50 MiB each round): the first may grow the
-    heap to its working size; the second must not grow it further (a per-request leak would
-    grow it by as much again)."""
-    pid = own_front.pid
+@pytest.mark.parametrize("which", ["own_front", "own_baseline"], ids=["colocated", "baseline"])
+def test_memory_stays_bounded_under_hostile_bodies(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """Two rounds of 100 near-limit hostile bodies (~50 MiB each round) to each front: the
+    first may grow the heap to its working size; the second must not grow it further (a
+    per-request leak would grow it by as much again)."""
+    service = request.getfixturevalue(which)
+    pid = service.pid
     assert pid is not None
-    with httpx.Client(base_url=own_front.url, timeout=30) as client:
+    with httpx.Client(base_url=service.url, timeout=30) as client:
         for _ in range(20):
             _still_serving(client)
         rss = [_rss_mib(pid)]

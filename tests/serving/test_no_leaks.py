@@ -1,5 +1,6 @@
-"""Nothing outlives the test session, however it ends: SIGKILL, SIGTERM, Ctrl-C during a
-readiness wait, a failed start; and no session talks to another's servers (ports)."""
+"""Nothing outlives the test session, however it ends: a normal exit, SIGKILL, SIGTERM, Ctrl-C
+during a readiness wait, a failed start, a server built but never started; a SIGTERM while
+the registry lock is held; and no session talks to another's servers (ports)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD_TEST = """
 import json, os, time
 from pathlib import Path
+from reference_system.serving import processes
 from reference_system.serving.redis_server import RedisServer
 from reference_system.serving.services import SentimentService
 from reference_system.serving.triton_server import TritonServer
@@ -43,13 +45,16 @@ def test_servers_then_wait():
         servers.append(triton)
         shm = triton.shm_prefix
     info = {{"pids": [s.pid for s in servers], "tmpdirs": [str(s.tmpdir) for s in servers],
-             "shm": shm}}
+             "shm": shm, "reaper": processes._reaper.pid}}
     Path({out!r}).write_text(json.dumps(info))
-    time.sleep(300)
+    if {wait!r}:
+        time.sleep(300)
 """
 
 
-def _start_child(tmp_path: Path, artifacts: Any, with_triton: bool) -> tuple[Any, dict[str, Any]]:
+def _start_child(
+    tmp_path: Path, artifacts: Any, with_triton: bool, wait: bool = True
+) -> tuple[Any, dict[str, Any]]:
     repo = ""
     if with_triton:
         from reference_system.serving.triton_repo import write_model_repository
@@ -58,7 +63,9 @@ def _start_child(tmp_path: Path, artifacts: Any, with_triton: bool) -> tuple[Any
     out = tmp_path / "servers.json"
     test = tmp_path / "test_child.py"
     test.write_text(
-        textwrap.dedent(CHILD_TEST).format(profile=artifacts.profile, repo=repo, out=str(out))
+        textwrap.dedent(CHILD_TEST).format(
+            profile=artifacts.profile, repo=repo, out=str(out), wait=wait
+        )
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
@@ -71,7 +78,7 @@ def _start_child(tmp_path: Path, artifacts: Any, with_triton: bool) -> tuple[Any
     )
     deadline = time.monotonic() + 180
     while not out.exists():
-        if child.poll() is not None or time.monotonic() > deadline:
+        if (wait and child.poll() is not None) or time.monotonic() > deadline:
             child.kill()
             pytest.fail(f"the child pytest did not start its servers (status {child.poll()})")
         time.sleep(0.2)
@@ -102,32 +109,53 @@ def _triton_available() -> bool:
     return True
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _left_behind(info: dict[str, Any]) -> list[str]:
+    left = [f"process {pid} ({comm})" for pid, comm in _members(info["pids"]).items()]
+    left += [f"temp dir {d}" for d in info["tmpdirs"] if Path(d).exists()]
+    if info["shm"]:
+        left += [f"shm {n}" for n in os.listdir(SHM_DIR) if n.startswith(info["shm"])]
+    if _alive(info["reaper"]):
+        left.append(f"reaper {info['reaper']}")
+    return left
+
+
+@pytest.mark.parametrize("how", ["exit", "SIGKILL", "SIGTERM"])
 def test_a_killed_session_leaves_no_server_temp_dir_or_shared_memory(
     tmp_path: Path, artifacts: Any, how: str
 ) -> None:
     """Redis, the co-located front and (where its wheel is installed) Triton with its
-    Python-backend stub, started by a child pytest that is then killed."""
-    child, info = _start_child(tmp_path, artifacts, with_triton=_triton_available())
+    Python-backend stub, started by a child pytest that then finishes normally ("exit") or
+    is killed. Within a few seconds no server process, temp dir or shared-memory region of
+    the child is left, and no reaper: after a SIGKILL the child's reaper cleans up, with no
+    help from a later session."""
+    child, info = _start_child(
+        tmp_path, artifacts, with_triton=_triton_available(), wait=how != "exit"
+    )
     try:
-        running = _members(info["pids"])
-        assert len(running) >= len(info["pids"]), running  # seen alive: a survivor would show
-        if info["shm"]:
-            assert any(n.startswith(info["shm"]) for n in os.listdir(SHM_DIR))
-        os.kill(child.pid, getattr(signal, how))
-        child.wait(timeout=30)
-        left = _gone_within(info["pids"], 10.0)
-        assert left == {}, f"still running 10 s after the {how}: {left}"
+        if how == "exit":
+            assert child.wait(timeout=60) == 0
+        else:
+            running = _members(info["pids"])
+            assert len(running) >= len(info["pids"]), running  # seen alive: a survivor shows
+            if info["shm"]:
+                assert any(n.startswith(info["shm"]) for n in os.listdir(SHM_DIR))
+            os.kill(child.pid, getattr(signal, how))
+            child.wait(timeout=30)
+        deadline = time.monotonic() + 10.0
+        while (left := _left_behind(info)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == [], f"left 10 s after the {how}"
     finally:
         if child.poll() is None:
             child.kill()
-    if how == "SIGTERM":  # the parent cleaned up itself
-        assert not any(Path(d).exists() for d in info["tmpdirs"])
-    else:  # nothing could run in the parent: the next session's sweep removes the rest
-        swept = set(sweep_stale())
-        assert {Path(d) for d in info["tmpdirs"]} <= swept
-    if info["shm"]:
-        assert not [n for n in os.listdir(SHM_DIR) if n.startswith(info["shm"])]
 
 
 class Interrupt(BaseException):
@@ -165,6 +193,62 @@ def test_an_interrupted_readiness_wait_or_a_failed_start_stops_the_server() -> N
     assert never.proc is not None
     assert never.proc.poll() is not None
     assert not never.tmpdir.exists()
+
+
+NEVER_STARTED = """
+import json, sys
+from reference_system.serving.processes import ManagedProcess
+from reference_system.serving.services import SentimentService
+process = ManagedProcess("never-started", [sys.executable, "-c", "pass"], ready=lambda: True)
+service = SentimentService("colocated")
+print(json.dumps({"tmpdirs": [str(process.tmpdir), str(service.tmpdir)], "port": service.port}))
+"""
+
+
+def test_a_server_built_but_never_started_leaves_no_temp_dir_or_socket() -> None:
+    """TritonServer and SentimentService build their ManagedProcess (temp dir, and the
+    service's bound socket) before start(): the process that built them removes them at
+    exit, never started."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", NEVER_STARTED], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert not [d for d in info["tmpdirs"] if Path(d).exists()]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", info["port"])) != 0  # nobody listens there
+
+
+SIGTERM_WHILE_LOCKED = """
+import os, signal, sys, time
+from reference_system.serving import processes
+process = processes.ManagedProcess(
+    "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], ready=lambda: True
+).start()
+print(process.pid, process.tmpdir, flush=True)
+with processes._live_lock:  # as if the main thread were registering a server
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+"""
+
+
+def test_a_sigterm_while_the_registry_lock_is_held_stops_the_servers_and_exits() -> None:
+    """The SIGTERM handler runs in the main thread, which may hold the lock that guards the
+    set of live servers: it must not deadlock there."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_WHILE_LOCKED], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        pid, tmpdir = child.stdout.readline().split()
+        assert child.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not _alive(int(pid))
+    assert not Path(tmpdir).exists()
 
 
 def test_a_live_owners_temp_dir_is_never_swept(tmp_path: Path) -> None:

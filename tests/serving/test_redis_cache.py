@@ -357,3 +357,46 @@ def test_a_stalled_redis_fails_open_within_the_socket_timeout_and_hits_resume_af
     time.sleep(max(0.0, 0.3 - (time.monotonic() - back)))
     assert all(cache.get_many(TEXTS))
     assert not cache.metrics.degraded
+
+
+class _ProbeClient:
+    """A seam: a blocking redis client whose MGET raises what the test says, then answers."""
+
+    def __init__(self, *raises: BaseException) -> None:
+        self.raises = list(raises)
+
+    def mget(self, keys: list[str]) -> list[None]:
+        if self.raises:
+            raise self.raises.pop(0)
+        return [None] * len(keys)
+
+    def get_connection_kwargs(self) -> dict[str, object]:
+        return {"decode_responses": False}
+
+
+@pytest.mark.parametrize(
+    "odd", [KeyboardInterrupt(), RuntimeError("a bug")], ids=["interrupt", "bug"]
+)
+def test_a_sync_probe_ending_in_anything_but_a_redis_error_does_not_stick_half_open(
+    odd: BaseException,
+) -> None:
+    """The blocking cache shares the async one's fix: a half-open probe that ends in an
+    exception other than a Redis error is released, the circuit stays open one more
+    cooldown, and the next probe reaches Redis and closes it."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    cache = pc.PredictionCache(
+        _ProbeClient(RedisConnectionError("down"), odd),  # type: ignore[arg-type]
+        "probe-v1",
+        cooldown_s=0.05,
+    )
+    assert cache.get_many(["a"]) == [None]  # fails open, circuit opens
+    time.sleep(0.06)
+    with pytest.raises(type(odd)):
+        cache.get_many(["a"])  # the probe: neither a success nor a Redis error
+    assert cache.metrics.degraded
+    assert "probe abandoned" in cache.metrics.last_error
+    time.sleep(0.06)
+    assert cache.get_many(["a"]) == [None]  # the next probe reaches Redis
+    assert not cache.metrics.degraded
+    assert cache.metrics.errors == 1

@@ -93,6 +93,17 @@ def test_bad_stall_settings_are_refused_by_name(
     assert detail in r.json()["detail"]
 
 
+def test_a_deeply_nested_stall_settings_body_is_a_422_not_a_500(replicas: list[str]) -> None:
+    """``json.loads`` raises RecursionError on deep nesting: a JSON 4xx, and the front goes
+    on serving."""
+    nested = b"[" * 100_000 + b"]" * 100_000
+    r = httpx.post(f"{replicas[0]}/admin/stalls", content=nested, timeout=10)
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_json"
+    assert "nests too deeply" in r.json()["detail"]
+    assert httpx.post(f"{replicas[0]}/admin/stalls", json={"share": 0.0}, timeout=5).is_success
+
+
 def test_the_admin_route_exists_only_with_stall_admin(colocated_url: str) -> None:
     r = httpx.post(f"{colocated_url}/admin/stalls", json={"share": 1.0}, timeout=5)
     assert r.status_code in (404, 405)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import configparser
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -49,10 +50,12 @@ def test_the_lint_env_runs_the_same_script_as_dev_lint_with_the_types_it_needs()
 
 def test_ci_runs_lint_tests_and_the_cheap_envs() -> None:
     steps = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and ln[0] != "#"]
-    assert steps[-4:] == [
+    assert steps[-6:] == [
         "./dev lint",
-        "./dev test",
-        ".venv/bin/python -m reference_system.serving.leaks",
+        "suite=0",
+        "./dev test || suite=$?",
+        ".venv/bin/python -m reference_system.serving.leaks || suite=$((suite ? suite : $?))",
+        'if [ "$suite" -ne 0 ]; then exit "$suite"; fi',
         ".venv/bin/tox -e pytest-min,pytest-latest",
     ]
 
@@ -97,3 +100,27 @@ def test_the_lint_env_has_the_types_of_every_module_the_package_imports() -> Non
         f"tox -e lint: mypy cannot see {missing}; add them to an extra the lint env "
         "installs, or to a [[tool.mypy.overrides]] with ignore_missing_imports"
     )
+
+
+def test_ci_checks_for_leftovers_even_when_the_suite_fails_and_keeps_its_status(
+    tmp_path: Path,
+) -> None:
+    """The leaks check runs after a failed suite too, and the run exits with the suite's
+    status (or the check's, if only the check failed)."""
+    script = (ROOT / ".ci" / "run").read_text()
+    body = script[script.index("suite=0") : script.index(".venv/bin/tox")]
+    for test_rc, leaks_rc, want in [(0, 0, 0), (3, 0, 3), (3, 1, 3), (0, 1, 1)]:
+        log = tmp_path / "log"
+        fake = (
+            f"set -euo pipefail\n"
+            f"dev() {{ echo test >> {log}; return {test_rc}; }}\n"
+            f"leaks() {{ echo leaks >> {log}; return {leaks_rc}; }}\n"
+            + body.replace("./dev test", "dev").replace(
+                ".venv/bin/python -m reference_system.serving.leaks", "leaks"
+            )
+            + f"echo tox >> {log}\n"
+        )
+        log.write_text("")
+        rc = subprocess.run(["bash", "-c", fake], check=False).returncode
+        assert rc == want, (test_rc, leaks_rc)
+        assert log.read_text().split() == ["test", "leaks"] + (["tox"] if want == 0 else [])
