@@ -8,9 +8,9 @@ everything, and changing one step's config rebuilds that step and its dependants
 Profiles: ``quick`` (9,000 stratified train examples x 1 epoch), the profile tests and CI use
 (held-out FP32 accuracy required >= 82 %); ``full`` (all 10,252 train examples x 2 epochs).
 Both distil their fine-tuned teacher into a 3-layer student (teacher layers 0, 2, 5, all train
-texts x 3 epochs; :mod:`reference_system.distill`), which then goes through the same export,
-fusion and INT8 dynamic functions as its teacher. Times and accuracies: docs/reference_system.md
-("Model and build", "Figures that used to sit in code comments").
+texts x 3 epochs, 5 on ``full``; :mod:`reference_system.distill`), which then goes through
+the same export, fusion and INT8 dynamic functions as its teacher. Times and accuracies:
+docs/reference_system.md ("Model and build", "Figures that used to sit in code comments").
 
 Example::
 
@@ -104,7 +104,14 @@ class Profile:
 
 PROFILES: Mapping[str, Profile] = {
     "quick": Profile("quick", train=TrainConfig(train_examples=9000, epochs=1)),
-    "full": Profile("full", train=TrainConfig(train_examples=None, epochs=2)),
+    # The full profile's student trains 5 epochs, not 3: with 3 its INT8 labels lost 1.0
+    # point to the teacher, which 2,000 held-out reviews cannot bound under the 2-point claim
+    # (docs/reference_system.md, "The full profile's student").
+    "full": Profile(
+        "full",
+        train=TrainConfig(train_examples=None, epochs=2),
+        distill=DistillConfig(epochs=5),
+    ),
 }
 
 
