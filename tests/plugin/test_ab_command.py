@@ -187,6 +187,10 @@ def test_pythonpath_entries_in_the_head_checkout_point_into_the_base_worktree(
     assert side_env(env, head, head) == env
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_gate_stops_its_run_and_removes_the_worktree(
     repo: Path, sig: signal.Signals
@@ -195,7 +199,17 @@ def test_an_interrupted_gate_stops_its_run_and_removes_the_worktree(
     (repo / "test_spin.py").write_text("import time\n\ndef test_waits():\n    time.sleep(60)\n")
     env = {**os.environ, "TMPDIR": str(repo.parent / "scratch")}
     cmd = [sys.executable, "-m", "pytest_latency.cli", "ab", "--base", "HEAD", "--", *FAST]
-    proc = subprocess.Popen(cmd, cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # an ignored SIGINT: give the command the default, so the Ctrl-C reaches it however this
+    # run was started (a CI run started with `cmd &` in a script failed here with status 3).
+    proc = subprocess.Popen(
+        cmd,
+        cwd=repo,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     try:
         deadline = time.monotonic() + 60
         while len(_git(repo, "worktree", "list").splitlines()) < 2:  # the base is checked out
