@@ -15,8 +15,12 @@ more than `BUSY_FACTOR` times slower than the quiet host's figure, the test is s
 both figures and the verdict; otherwise the FAIL (or INCONCLUSIVE) stands, with the probe's
 figures added. A PASS is never touched; a measurement with problems (errors, hung calls, a
 load generator that fell behind) always fails; the recorded verdict stays in the reports as
-"FAIL (skipped)". The price: in busy hours these claims are not checked (the same-run ratio
-claims still are). Figures: docs/serving.md, "Busy hours".
+"FAIL (skipped)". The price: in busy hours these claims are not checked. The same-run ratio
+claims of the model ladder and hedging still are; the service's "p99 5x lower than the
+baseline" is decided the same way as the absolute claims (`latency.speedup` inside
+`decides`), because on a busy host the co-located front's tail grows with the host's stalls
+more than the queue-bound baseline's does (one run: 4.47x [3.82, 5.80] at 1.31-1.34x busy),
+so that ratio is a claim about the quiet host too. Figures: docs/serving.md, "Busy hours".
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import pytest
 
 from pytest_latency import SloFailure
+from pytest_latency.core.compare import Comparison
 from pytest_latency.core.verdict import Decision
 
 # The INT8 model's median, batch 1 back to back over held-out reviews (quick or full profile:
@@ -38,6 +43,22 @@ from pytest_latency.core.verdict import Decision
 QUIET_PROBE_MS = 2.04
 BUSY_FACTOR = 1.10
 PROBE_CALLS = 400
+
+
+def undecided_on_a_sound_measurement(result: Any) -> bool:
+    """A FAIL or INCONCLUSIVE that only the speed measured can explain: the last result of the
+    test (a measurement or a same-run comparison) has no problems (hung calls, errors beyond
+    the budget, a load generator that fell behind) and no error-rate target it missed."""
+    if isinstance(result, Comparison):
+        # A comparison's problems are its hung calls and errors beyond the budget.
+        return not result.problems and result.decision in (Decision.FAIL, Decision.INCONCLUSIVE)
+    verdict = getattr(result, "verdict", None)
+    return (
+        verdict is not None
+        and not verdict.problems
+        and verdict.decision in (Decision.FAIL, Decision.INCONCLUSIVE)
+        and all(t.metric != "error_rate" or t.decision is Decision.PASS for t in verdict.targets)
+    )
 
 
 class QuietHost:
@@ -76,17 +97,8 @@ class QuietHost:
         try:
             yield
         except SloFailure as exc:
-            result = latency.results[-1] if latency.results else None
-            verdict = getattr(result, "verdict", None)
-            undecided_on_a_sound_measurement = (
-                verdict is not None
-                and not verdict.problems
-                and verdict.decision in (Decision.FAIL, Decision.INCONCLUSIVE)
-                and all(
-                    t.metric != "error_rate" or t.decision is Decision.PASS for t in verdict.targets
-                )
-            )
-            if not undecided_on_a_sound_measurement:
+            last = latency.results[-1] if latency.results else None
+            if not undecided_on_a_sound_measurement(last):
                 raise
             self.probe()
             slowest = max(self.probes)

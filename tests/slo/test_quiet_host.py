@@ -7,9 +7,12 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pytest_latency import LatencyMissed, SloFailure
+from pytest_latency.core.compare import Comparison
+from pytest_latency.core.samples import Samples
 from pytest_latency.core.verdict import Decision
 
 from .conftest import QUIET_PROBE_MS, QuietHost
@@ -87,3 +90,39 @@ def test_a_pass_is_left_alone_and_probed_once() -> None:
         pass
     assert len(quiet_host.probes) == 1
     assert quiet_host.probes[0] > QUIET_PROBE_MS
+
+
+def comparison_with(decision: Decision, problems: tuple[str, ...] = ()) -> Any:
+    """A `latency` whose last result is a same-run comparison (`latency.speedup`)."""
+    samples = Samples(latencies_ns=np.full(400, 1_000_000, dtype=np.int64))
+    comparison = Comparison(
+        "baseline", "colocated", samples, samples, 0.99, 5.0, 4.47, 3.82, 5.80,
+        decision, 0.95, 0.05, 1, 100, 4, problems=problems,
+    )  # fmt: skip
+    return SimpleNamespace(results=[comparison])
+
+
+def test_an_undecided_comparison_on_a_busy_host_is_skipped_with_the_figures() -> None:
+    quiet_host = host(BUSY_MS)
+    with (
+        pytest.raises(pytest.skip.Exception) as info,
+        quiet_host.decides(comparison_with(Decision.INCONCLUSIVE)),
+    ):
+        raise SloFailure("INCONCLUSIVE: cannot tell whether colocated is 5x faster", pytrace=False)
+    assert "the host was busy" in str(info.value)
+    assert "5x faster" in str(info.value)
+    assert len(quiet_host.probes) == 2
+
+
+def test_a_failed_comparison_on_a_quiet_host_stands() -> None:
+    with (
+        pytest.raises(LatencyMissed, match="the host was quiet"),
+        host(QUIET_MS).decides(comparison_with(Decision.FAIL)),
+    ):
+        raise LatencyMissed("FAIL: colocated is less than 5x faster", pytrace=False)
+
+
+def test_a_comparison_with_hung_calls_fails_however_busy_the_host() -> None:
+    broken = comparison_with(Decision.FAIL, problems=("colocated: 2 call(s) did not return",))
+    with pytest.raises(SloFailure, match="did not return"), host(BUSY_MS).decides(broken):
+        raise SloFailure("FAIL: colocated: 2 call(s) did not return", pytrace=False)

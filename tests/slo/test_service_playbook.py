@@ -219,20 +219,22 @@ def test_cache_misses_have_their_own_latency_distribution(
 # the comparison itself decides only the ratio. A 1.2 s unmeasured pause before each block:
 # the co-located front's keep-warm loop runs for 1 s after its last request, and would
 # otherwise take CPU from the start of the baseline's block (a bias in the co-located's
-# favour); and 5 untimed requests open each block (`BLOCK_WARMUP`).
+# favour); and 5 untimed requests open each block (`BLOCK_WARMUP`). Decided on the host in
+# its quiet state, as the absolute claims are (`quiet_host`: a busy host moves this ratio).
 @pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=300)
 def test_colocated_p99_is_5x_lower_than_the_baseline_in_the_same_run(
-    latency, baseline_url, colocated_url, client_for
+    latency, baseline_url, colocated_url, client_for, quiet_host
 ):
-    comparison = latency.speedup(
-        client_for(colocated_url),
-        client_for(baseline_url),
-        min_speedup=5.0,
-        block=100,
-        names=("colocated", "baseline"),
-        settle_s=KEEP_WARM_SETTLE_S,
-        block_warmup=BLOCK_WARMUP,
-    )
+    with quiet_host.decides(latency):
+        comparison = latency.speedup(
+            client_for(colocated_url),
+            client_for(baseline_url),
+            min_speedup=5.0,
+            block=100,
+            names=("colocated", "baseline"),
+            settle_s=KEEP_WARM_SETTLE_S,
+            block_warmup=BLOCK_WARMUP,
+        )
     assert comparison.lower is not None, comparison.summary()
     assert comparison.lower >= 5.0, comparison.summary()
 
