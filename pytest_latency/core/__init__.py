@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .evaluate import evaluate
     from .result import Result
     from .runner import Measurement, Progress, first_look_samples, measure
     from .samples import LoadStats, Samples, WarmupStats
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
         quantile_bounds,
         samples_to_decide,
     )
-    from .verdict import Decision, TargetResult, Verdict, evaluate, look_alpha
+    from .verdict import Decision, TargetResult, Verdict, look_alpha
 
 _WHERE = {
     "Result": "result",
@@ -43,7 +44,7 @@ _WHERE = {
     "Decision": "verdict",
     "TargetResult": "verdict",
     "Verdict": "verdict",
-    "evaluate": "verdict",
+    "evaluate": "evaluate",
     "look_alpha": "verdict",
     "stage": "stages",
     "record_stage": "stages",

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .drivers import Block, Call, SerialDriver
+from .evaluate import MIN_ACHIEVED_SHARE
 from .hang import grace_ns
 from .openloop import OpenLoopDriver
 from .runner import (
@@ -321,6 +322,8 @@ def _compare(
     collected: list[list[int]] = [[], []]
     censored: tuple[list[int], list[int]] = ([], [])  # open loop: unfinished, waited ns
     not_issued = [0, 0]
+    # Open loop, per side: intended and actual first-to-last start of its blocks, summed.
+    spans = [[0, 0], [0, 0]]
     errors, wall = [cold[0].errors, cold[1].errors], [0, 0]
     first_error: list[str | None] = [cold[0].first_error, cold[1].first_error]
     first = max(
@@ -369,6 +372,8 @@ def _compare(
                         )
                         censored[i].extend(got.censored.values())
                         not_issued[i] += got.not_issued
+                        spans[i][0] += got.scheduled_span_ns
+                        spans[i][1] += got.actual_span_ns
                     else:
                         got = run_guarded(drivers[i], block, deadline)
                 finally:
@@ -388,7 +393,7 @@ def _compare(
         ratio, lower, upper, decision = _decide(
             arrays[0], arrays[1], quantile, alpha, min_speedup, censored
         )
-        problems = _problems(names, collected, errors, hung, spec)
+        problems = _problems(names, collected, errors, hung, spec, spans)
         if problems:
             decision = Decision.FAIL
         if decision is not Decision.INCONCLUSIVE or next_look >= max_samples or clock() >= deadline:
@@ -470,10 +475,24 @@ def _problems(
     errors: list[int],
     hung: list[int],
     spec: Spec,
+    spans: list[list[int]] | None = None,
 ) -> tuple[str, ...]:
-    """Failures that decide the comparison whatever the speed-up says."""
+    """Failures that decide the comparison whatever the speed-up says. `spans` (open loop):
+    each side's intended and actual first-to-last start, summed over its blocks."""
     out = []
     for i in (0, 1):
+        scheduled, actual = spans[i] if spans else (0, 0)
+        if spec.rate_rps and actual > 0:
+            achieved = spec.rate_rps * scheduled / actual
+            if achieved < MIN_ACHIEVED_SHARE * spec.rate_rps:
+                # Late starts count in that side's latencies (timed from the intended start):
+                # a generator behind on the reference side would inflate the speed-up.
+                out.append(
+                    f"{names[i]}: the load generator fell behind: offered {spec.rate_rps:g} "
+                    f"rps, started {achieved:.1f} rps; its latencies include the generator's "
+                    "own delay, so the ratio would not be the systems'. Lower rate_rps, make "
+                    "the callable cheaper to issue (async), or run on an idle machine"
+                )
         if hung[i]:
             out.append(
                 f"{names[i]}: {hung[i]} call(s) did not return within max_time_s "

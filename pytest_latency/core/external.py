@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .evaluate import evaluate
 from .runner import Measurement
 from .samples import LoadStats, Samples
 from .spec import Spec, SpecError
-from .verdict import evaluate
 
 __all__ = ["judge"]
 

@@ -36,13 +36,14 @@ from .drivers import (
     SerialDriver,
     check_result,
 )
+from .evaluate import evaluate
 from .hang import CallTimeout, grace_ns, largest_target_ns, watchdog
 from .openloop import OpenLoopDriver
 from .samples import Samples, WarmupStats
 from .spec import Spec, SpecError
 from .stages import StageRecorder, measuring, recording
 from .stats import min_samples_for_quantile
-from .verdict import Decision, Verdict, evaluate, look_alpha
+from .verdict import Decision, Verdict, look_alpha
 from .warmup import WarmupPolicy, is_steady, next_window_size
 
 Clock = Callable[[], int]

@@ -53,9 +53,9 @@ def rounds_result(
     # numpy and the core's measurement modules: loaded when a benchmark test is decided.
     import numpy as np
 
+    from ..core.evaluate import evaluate
     from ..core.result import Result
     from ..core.samples import Samples
-    from ..core.verdict import evaluate
 
     latencies = np.asarray([round(s * 1e9) for s in data_s], dtype=np.int64)
     samples = Samples(

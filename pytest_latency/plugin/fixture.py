@@ -15,20 +15,17 @@ is right; it runs after the call's timing. Every other argument goes to `fn`.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..core.cluster import INSTALL, LocustCluster, LocustError
+from ..core.cluster import LocustCluster
 from ..core.compare import Comparison
-from ..core.compare import compare as compare_in_blocks
-from ..core.distributed import make_locust_driver
 from ..core.drivers import NotTimedError
 from ..core.external import judge
-from ..core.remote import TargetError, callable_target, describe, http_target
+from ..core.remote import TargetError, callable_target, http_target
 from ..core.result import Result
 from ..core.runner import Progress, is_async_callable, measure
 from ..core.spec import Spec, SpecError
@@ -36,6 +33,8 @@ from ..core.verdict import Decision, Verdict
 from ..report.table import failure_message
 from .failures import PytestLatencyWarning
 from .keys import Settings
+from .locust_front import distributed
+from .speedup import speedup as speedup_in_blocks
 from .worst_case import WorstCase, worst_case
 
 
@@ -231,7 +230,7 @@ class LatencyFixture:
         except TargetError as exc:
             self._fail(f"{self.nodeid}: {exc}")
             raise
-        return self._distributed(target, name, slo)
+        return distributed(self, target, name, slo)
 
     def remote(
         self,
@@ -252,55 +251,7 @@ class LatencyFixture:
         except TargetError as exc:
             self._fail(f"{self.nodeid}: {exc}")
             raise
-        return self._distributed(spec_target, name, slo)
-
-    def _distributed(
-        self, target: dict[str, Any], name: str | None, slo: Spec | Mapping[str, Any] | None
-    ) -> Result:
-        spec = self.spec_for(slo)
-        if spec.engine != "locust":
-            spec = spec.merged({"engine": "locust"})
-        if not locust_installed():
-            message = f"engine='locust' needs Locust, not installed here: {INSTALL}"
-            if self._skip is None:
-                raise RuntimeError(message)
-            self._skip(message)
-        label = name or describe(target)
-
-        def remote_request() -> None:  # names the measurement; the workers issue requests
-            raise RuntimeError("runs on Locust workers")
-
-        remote_request.__qualname__ = describe(target)
-        try:
-            cluster = self._cluster(spec.workers or 1)
-            measurement = measure(
-                remote_request,
-                spec=spec,
-                progress=self._progress,
-                driver_factory=make_locust_driver(target, cluster),
-            )
-        except LocustError as exc:
-            self._fail(f"{self.nodeid}: {exc}")
-            raise
-        result = Result(
-            label,
-            spec,
-            measurement.samples,
-            measurement.verdict,
-            self.nodeid,
-            named=name is not None,
-        )
-        return self._keep(result)
-
-    def _cluster(self, workers: int) -> LocustCluster:
-        if self._locust_cluster is not None:
-            return self._locust_cluster(workers)
-        cluster = self._clusters.get(workers)
-        if cluster is None or not cluster.alive():
-            cluster = LocustCluster(workers)
-            self._clusters[workers] = cluster
-            cluster.start()
-        return cluster
+        return distributed(self, spec_target, name, slo)
 
     def speedup(
         self,
@@ -325,7 +276,8 @@ class LatencyFixture:
 
             comparison = latency.speedup(int8.predict, fp32.predict, texts, min_speedup=2)
         """
-        return self._speedup(
+        return speedup_in_blocks(
+            self,
             candidate,
             reference,
             args,
@@ -363,7 +315,8 @@ class LatencyFixture:
             stacklevel=2,
         )
         flipped = (names[1], names[0]) if names else None
-        return self._speedup(
+        return speedup_in_blocks(
+            self,
             candidate,
             baseline,
             args,
@@ -376,64 +329,6 @@ class LatencyFixture:
             settle_s,
             block_warmup,
         )
-
-    def _speedup(
-        self,
-        candidate: Callable[..., Any],
-        reference: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        min_speedup: float,
-        quantile: float,
-        block: int,
-        names: tuple[str, str] | None,
-        slo: Spec | Mapping[str, Any] | None,
-        settle_s: float = 0.0,
-        block_warmup: int = 0,
-    ) -> Comparison:
-        plan = self.spec_for(slo) if (slo is not None or self.marker_spec) else None
-        if plan is not None and plan.engine == "locust":
-            self._fail(
-                f"{self.nodeid}: speedup times two callables of this process in alternating "
-                "blocks; the SLO asks for engine='locust' (requests issued by Locust worker "
-                "processes), which a comparison cannot use: mark the comparison test without "
-                "engine= and workers="
-            )
-        loop = self._loop_for(reference) or self._loop_for(candidate)
-        candidate_name, reference_name = names or (
-            getattr(candidate, "__qualname__", "candidate"),
-            getattr(reference, "__qualname__", "reference"),
-        )
-        result = compare_in_blocks(
-            reference,
-            candidate,
-            args,
-            kwargs,
-            quantile=quantile,
-            min_speedup=min_speedup,
-            spec=plan,
-            block=block,
-            names=(reference_name, candidate_name),
-            loop=loop,
-            settle_s=settle_s,
-            block_warmup=block_warmup,
-        )
-        self.results.append(result)
-        self._record(result)
-        if result.decision is not Decision.PASS:
-            message = result.summary()
-            if result.problems[1:]:
-                message += "\n" + "\n".join(f"also: {p}" for p in result.problems[1:])
-            errors = [s.first_error for s in (result.reference, result.candidate) if s.first_error]
-            if errors:
-                message += "\n\nfirst error:\n" + errors[0]
-            if result.decision is Decision.FAIL:
-                self._fail(message, latency_missed=not result.problems)
-            elif self.settings.inconclusive == "fail":
-                self._fail(message)
-            elif self.settings.inconclusive == "warn":
-                warnings.warn(PytestLatencyWarning(message), stacklevel=3)
-        return result
 
     def _keep(self, result: Result) -> Result:
         """Record a measurement of this test and enforce its verdict."""
@@ -493,11 +388,6 @@ class LatencyFixture:
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
         self._loop = None
-
-
-def locust_installed() -> bool:
-    """Whether the ``locust`` extra is installed (found, not imported: it monkey-patches)."""
-    return importlib.util.find_spec("locust") is not None
 
 
 def _only_targets_missed(verdict: Verdict) -> bool:

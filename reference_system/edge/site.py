@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
-from reference_system.serving.processes import LOOPBACK
+from reference_system.serving.ports import LOOPBACK
 
 __all__ = ["EDGE_DIR", "ORT_WEB_DIR", "EdgeSite", "PageError", "PageTimeout"]
 

@@ -31,14 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reference_system.serving.app import (
-    Answer,
-    _cache_write,
-    _Counters,
-    _metrics,
-    _Pending,
-    _span,
-)
+from reference_system.serving.backends import Answer, Counters, cache_aside, front_metrics
 
 INFERENCE_MODES = ("inline", "thread")
 # Keep-warm runs only this long after the last request: at 20 rps (Poisson) a gap that long
@@ -108,7 +101,7 @@ class ColocatedBackend:
         self._connect_cache = connect_cache
         self.cache: Any | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._counters = _Counters()
+        self._counters = Counters()
 
     def encode(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
         # One text: encode() runs on this thread; encode_batch() would hand it to a pool.
@@ -169,23 +162,11 @@ class ColocatedBackend:
 
     async def predict(self, texts: Sequence[str]) -> tuple[Answer, Callable[[], Any] | None]:
         self._last_request_ns = time.monotonic_ns()
-        p = _Pending(texts)
-        if self.cache is not None:
-            with _span(p.timings, "cache"):
-                p.take_hits(await self.cache.get_many(texts))
-        write = None
-        if p.misses:
-            with _span(p.timings, "tokenise"):
-                feeds = self.encode(p.miss_texts)
-            with _span(p.timings, "inference"):
-                out = await self._infer(feeds)
-            p.take_inference(out)
-            write = _cache_write(self.cache, p, out)
-        return p.answer(self._counters), write
+        return await cache_aside(texts, self.cache, self.encode, self._infer, self._counters)
 
     def metrics(self) -> dict[str, Any]:
         return {
-            **_metrics(self.name, self._counters, self.cache),
+            **front_metrics(self.name, self._counters, self.cache),
             "settings": self.settings,
             "keep_warm_runs": self._warm_runs,
         }

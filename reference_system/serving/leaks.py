@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reference_system.serving.processes import SHM_DIR, TMP_PREFIX
+from reference_system.serving.leftovers import SHM_DIR, TMP_PREFIX
 
 
 @dataclass

@@ -31,6 +31,10 @@ Nothing outlives the process that started it, however that process ends (docs/se
 Ports: a server given ``ports`` is ready only once every one of them is listened on by the
 server's own process (``/proc/net/tcp``), never by another session's; a server that could not
 bind a port raises ``PortInUse``, and the servers here retry on fresh ports.
+
+This module holds the servers and the session's registry of them; the temp dirs, the sweep
+and the reaper's body are in ``leftovers``, the port helpers (``port_open``, ``free_port``,
+``bound_socket``, ``listened_by``) in ``ports``.
 """
 
 from __future__ import annotations
@@ -42,22 +46,23 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
-LOOPBACK = "127.0.0.1"
-TMP_PREFIX = "pytest-latency-"
-SHM_DIR = Path("/dev/shm")
-_LOCK_NAME = ".owner.lock"
-_SHM_NOTE = "shm-prefix"
+from reference_system.serving.leftovers import (
+    SHM_NOTE,
+    locked_tmpdir,
+    remove_shm,
+    sweep_stale,
+)
+from reference_system.serving.ports import listened_by
+
 _PR_SET_PDEATHSIG = 1
 # What redis-server, uvicorn and tritonserver write when a port is taken.
 _BIND_FAILED = re.compile(r"address already in use|already in use|bind: |errno 98", re.I)
@@ -80,7 +85,6 @@ _live_lock = threading.RLock()
 _installed = False
 _reaper: subprocess.Popen[bytes] | None = None
 _reaper_fd = -1  # the pipe's write end, held by this process alone (close-on-exec)
-REAP_GRACE_S = 1.0  # how long the reaper lets a dead session's servers die by themselves
 
 
 def stop_all() -> None:
@@ -125,7 +129,7 @@ def _start_reaper() -> None:
     root = str(Path(__file__).resolve().parents[2])
     code = (
         f"import sys; sys.path.insert(0, {root!r}); "
-        f"from reference_system.serving.processes import reap; reap({read_fd})"
+        f"from reference_system.serving.leftovers import reap; reap({read_fd})"
     )
     try:
         _reaper = subprocess.Popen(
@@ -152,56 +156,6 @@ def _tell_reaper(kind: str, value: object) -> None:
             os.write(_reaper_fd, f"{kind} {value}\n".encode())  # < PIPE_BUF: atomic
 
 
-def _our_processes(groups: set[int], dirs: list[str]) -> list[int]:
-    """Live processes of `groups` whose working dir or command line is in one of `dirs` (so a
-    reused process-group id never makes someone else's process ours)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp ...
-            if fields[0] == "Z" or int(fields[2]) not in groups:
-                continue
-            cwd = ""
-            with contextlib.suppress(OSError):
-                cwd = os.readlink(entry / "cwd")
-            cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
-            if any(cwd.startswith(d) or d in cmd for d in dirs):
-                found.append(int(entry.name))
-    return found
-
-
-def reap(fd: int) -> None:
-    """The reaper's body (see the module docstring): read ``dir``/``pg`` lines from `fd`
-    until end-of-file, then give the session's servers `REAP_GRACE_S` to die (they got
-    ``PR_SET_PDEATHSIG``), SIGKILL those still running, and remove the session's temp dirs
-    whose lock is free, with their shared-memory regions."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    dirs: list[str] = []
-    groups: set[int] = set()
-    with os.fdopen(fd, "rb") as pipe:
-        for line in pipe:
-            kind, _, value = line.decode(errors="replace").strip().partition(" ")
-            if kind == "dir" and value:
-                dirs.append(value)
-            elif kind == "pg" and value.isdigit():
-                groups.add(int(value))
-    # End-of-file: every holder of the write end (the session) has exited.
-    deadline = time.monotonic() + REAP_GRACE_S
-    while (left := _our_processes(groups, dirs)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in left:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while _our_processes(groups, dirs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for path in dirs:
-        _remove_if_unowned(Path(path))
-
-
 def _child_setup(parent: int) -> Callable[[], None]:
     """Runs in the child between fork and exec: die with the parent (Linux). ``prctl`` is
     looked up here, in the parent: the child only calls it (no loader lock after fork)."""
@@ -214,143 +168,6 @@ def _child_setup(parent: int) -> Callable[[], None]:
             os._exit(1)
 
     return setup
-
-
-def _locked_tmpdir(name: str) -> tuple[Path, int]:
-    """A new temp dir holding an ``flock`` for as long as the returned fd is open. The lock
-    file is locked before it gets its name, so a sweeper never sees it unlocked."""
-    import fcntl
-
-    path = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-"))
-    pending = path / f"{_LOCK_NAME}.new"
-    fd = os.open(pending, os.O_CREAT | os.O_RDWR, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.rename(pending, path / _LOCK_NAME)
-    return path, fd
-
-
-def remove_shm(prefix: str) -> list[str]:
-    """Remove the ``/dev/shm`` regions whose names start with `prefix`; their names."""
-    if not prefix or "/" in prefix:
-        raise ValueError(f"shm prefix must be a non-empty file-name prefix, got {prefix!r}")
-    removed = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in SHM_DIR.iterdir():
-            if entry.name.startswith(prefix):
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-                    removed.append(entry.name)
-    return removed
-
-
-def sweep_stale(root: Path | None = None) -> list[Path]:
-    """Remove our temp dirs under `root` (the temp dir) whose owner is gone (their lock is
-    free), with the shared-memory regions they recorded. Returns the dirs removed."""
-
-    return [
-        path
-        for path in Path(root or tempfile.gettempdir()).glob(f"{TMP_PREFIX}*")
-        if _remove_if_unowned(path)
-    ]
-
-
-def _remove_if_unowned(path: Path) -> bool:
-    """Remove temp dir `path` and its recorded shared-memory regions if its lock is free (its
-    owner is gone); True if removed."""
-    import fcntl
-
-    try:
-        fd = os.open(path / _LOCK_NAME, os.O_RDWR)
-    except OSError:
-        return False  # not ours, gone, or not locked yet (its owner is still creating it)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # its owner is alive
-        with contextlib.suppress(OSError, ValueError):
-            remove_shm((path / _SHM_NOTE).read_text().strip())
-        shutil.rmtree(path, ignore_errors=True)
-        return True
-    finally:
-        os.close(fd)
-
-
-# -- ports --------------------------------------------------------------------------------
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                    inodes.add(inode)
-    return inodes
-
-
-def _tree(pid: int) -> Iterator[int]:
-    """`pid` and its descendants (``/proc/PID/task/*/children``)."""
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        yield p
-        for children in Path(f"/proc/{p}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                todo.extend(int(c) for c in children.read_text().split())
-
-
-def listened_by(pid: int, port: int) -> bool:
-    """True when `port` on this host is listened on by `pid` or one of its descendants.
-    Where ``/proc`` is not Linux's, it cannot tell and answers True."""
-    if not Path("/proc/net/tcp").exists():
-        return True
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return False
-    wanted = {f"socket:[{i}]" for i in inodes}
-    for p in _tree(pid):
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{p}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in wanted:
-                        return True
-    return False
-
-
-def bound_socket() -> socket.socket:
-    """A TCP socket bound to a free port on 127.0.0.1 and listening, to hand to a server
-    (``pass_fds``): the port is ours from the start, so nothing can take it meanwhile."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, 0))
-        sock.listen(2048)
-    except BaseException:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1, chosen by the OS."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int, host: str = LOOPBACK) -> Callable[[], bool]:
-    """Readiness check: something accepts TCP connections on ``host:port``."""
-
-    def check() -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.settimeout(0.2)
-            return s.connect_ex((host, port)) == 0
-
-    return check
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -388,14 +205,14 @@ class ManagedProcess:
         self.ports, self.pass_fds = tuple(ports), tuple(pass_fds)
         self.shm_prefix = shm_prefix
         _install_cleanup()
-        self.tmpdir, self._lock_fd = _locked_tmpdir(name)
+        self.tmpdir, self._lock_fd = locked_tmpdir(name)
         self.proc: subprocess.Popen[bytes] | None = None
         # Registered from construction: one built but never started is cleaned up at exit.
         with _live_lock:
             _live.add(self)
         _tell_reaper("dir", self.tmpdir)
         if shm_prefix:
-            (self.tmpdir / _SHM_NOTE).write_text(shm_prefix)
+            (self.tmpdir / SHM_NOTE).write_text(shm_prefix)
         self.log_path = self.tmpdir / f"{name}.log"
 
     def start(self) -> Self:

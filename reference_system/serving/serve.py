@@ -17,11 +17,11 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from reference_system.serving.app import (
+from reference_system.serving.app import create_app
+from reference_system.serving.backends import (
     AsyncOptimisedBackend,
     BaselineBackend,
     OptimisedBackend,
-    create_app,
 )
 from reference_system.serving.contract import BODY_TIMEOUT_S
 

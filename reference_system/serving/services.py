@@ -7,7 +7,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
-from reference_system.serving.processes import LOOPBACK, ManagedProcess, bound_socket
+from reference_system.serving.ports import LOOPBACK, bound_socket
+from reference_system.serving.processes import ManagedProcess
 
 
 def http_ok(url: str) -> Callable[[], bool]:

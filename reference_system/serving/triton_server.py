@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Self
 
 from reference_system.predictors import BackendUnavailable
+from reference_system.serving.leftovers import remove_shm
+from reference_system.serving.ports import LOOPBACK, free_port
 from reference_system.serving.processes import (
-    LOOPBACK,
     START_ATTEMPTS,
     ManagedProcess,
     PortInUse,
     ServerBase,
-    free_port,
-    remove_shm,
 )
 
 __all__ = ["TRITON_INSTALL_COMMAND", "TritonServer", "find_tritonserver"]

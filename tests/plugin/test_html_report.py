@@ -25,10 +25,10 @@ pytest.importorskip("matplotlib", reason="needs matplotlib: pip install 'pytest-
 
 from pytest_latency.cli import main
 from pytest_latency.core.accuracy import evaluate_accuracy
+from pytest_latency.core.evaluate import evaluate
 from pytest_latency.core.result import Result
 from pytest_latency.core.samples import Samples
 from pytest_latency.core.spec import AccuracySpec, Spec
-from pytest_latency.core.verdict import evaluate
 from pytest_latency.plugin.gate import AccuracyResult
 from pytest_latency.report import plots
 from pytest_latency.report.html import render_html

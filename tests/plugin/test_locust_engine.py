@@ -324,9 +324,9 @@ def test_bad(latency):
 def test_without_locust_the_test_skips_with_the_install_command(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest_latency.plugin.fixture as fixture
+    import pytest_latency.plugin.locust_front as locust_front
 
-    monkeypatch.setattr(fixture, "locust_installed", lambda: False)
+    monkeypatch.setattr(locust_front, "locust_installed", lambda: False)
     pytester.makepyfile(
         """
 import pytest

@@ -18,13 +18,9 @@ from typing import Any
 import pytest
 
 from reference_system.serving.leaks import group_members
-from reference_system.serving.processes import (
-    SHM_DIR,
-    ManagedProcess,
-    ServerStartError,
-    listened_by,
-    sweep_stale,
-)
+from reference_system.serving.leftovers import SHM_DIR, sweep_stale
+from reference_system.serving.ports import listened_by
+from reference_system.serving.processes import ManagedProcess, ServerStartError
 from reference_system.serving.redis_server import RedisServer, find_redis_server
 
 REPO = Path(__file__).resolve().parents[2]

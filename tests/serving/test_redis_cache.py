@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("redis", reason="redis-py is not installed; run: pip install redis==8.1.0")
 
 from reference_system.serving import prediction_cache as pc
-from reference_system.serving.processes import port_open
+from reference_system.serving.ports import port_open
 from reference_system.serving.redis_server import (
     REDIS_INSTALL,
     RedisServer,

@@ -84,7 +84,7 @@ def test_the_triton_front_answers_a_miss_before_it_writes_the_cache() -> None:
 
     import numpy as np
 
-    from reference_system.serving.app import AsyncOptimisedBackend
+    from reference_system.serving.backends import AsyncOptimisedBackend
 
     class Triton:
         url = "fake:0"

@@ -24,7 +24,7 @@ import pytest
 
 from pytest_latency.core.stats import quantile, quantile_bounds
 from reference_system.predictors import BackendUnavailable, Encoder, OrtPredictor
-from reference_system.serving.processes import free_port, listened_by
+from reference_system.serving.ports import free_port, listened_by
 from reference_system.serving.triton_client import (
     AsyncTritonGrpcClient,
     TritonError,

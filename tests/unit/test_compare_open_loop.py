@@ -106,3 +106,20 @@ def test_async_sides_run_open_loop_on_the_loop_they_share() -> None:
     assert c.rounds >= 4, c.summary()
     assert c.reference.censored == 0
     assert c.candidate.censored == 0
+
+
+def test_a_generator_behind_on_either_side_fails_the_comparison() -> None:
+    # 32 worker threads and 0.5 s calls start at most 64 rps of the 100 offered: the reference's
+    # requests start late, and their latencies (timed from the intended start) grow with the
+    # generator's delay -- a speed-up the systems never showed. It must not PASS.
+    def reference() -> None:
+        time.sleep(0.5)
+
+    def candidate() -> None:
+        time.sleep(0.0005)
+
+    spec = Spec(p99_ms=1e4, rate_rps=100, warmup=0, max_time_s=20, min_samples=100)
+    c = compare(reference, candidate, min_speedup=2, quantile=0.5, block=100, spec=spec)
+    assert c.decision is Decision.FAIL, c.summary()
+    assert any("reference: the load generator fell behind" in p for p in c.problems), c.problems
+    assert not any(p.startswith("candidate:") for p in c.problems), c.problems

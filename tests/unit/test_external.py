@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pytest_latency import Decision, judge
+from pytest_latency.core.evaluate import evaluate
 from pytest_latency.core.spec import Spec, SpecError
-from pytest_latency.core.verdict import evaluate
 
 
 def test_the_same_samples_get_the_same_verdict_as_a_measurement_would() -> None:

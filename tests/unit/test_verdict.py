@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pytest_latency.core.evaluate import evaluate
 from pytest_latency.core.samples import LoadStats, Samples
 from pytest_latency.core.spec import Spec
-from pytest_latency.core.verdict import Decision, evaluate
+from pytest_latency.core.verdict import Decision
 
 
 def _samples(ms: np.ndarray, **kw: object) -> Samples:
