@@ -156,6 +156,30 @@ def _tell_reaper(kind: str, value: object) -> None:
             os.write(_reaper_fd, f"{kind} {value}\n".encode())  # < PIPE_BUF: atomic
 
 
+def _forget_the_session_after_fork() -> None:
+    """In a child forked without exec (``os.fork``, multiprocessing's fork start method): it
+    is not the session. It must not hold the reaper's pipe open (the reaper would wait for
+    it, not for the session), nor stop the session's servers when it exits (``atexit``) or
+    gets a SIGTERM (``multiprocessing`` terminates its workers so), nor share the locks that
+    say the session's temp dirs are in use (an ``flock`` lasts while any copy of its fd is
+    open: the reaper would leave the dirs of a killed session to a child that outlived it). A
+    child that builds servers of its own installs its own cleanup and reaper."""
+    global _reaper_fd, _reaper, _installed, _live, _live_lock
+    for process in list(_live):  # the child's copies: the session's own stay open
+        if process._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(process._lock_fd)
+            process._lock_fd = -1
+    if _reaper_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(_reaper_fd)
+    _reaper_fd, _reaper, _installed = -1, None, False
+    _live, _live_lock = set(), threading.RLock()  # the parent's lock may have been held
+
+
+os.register_at_fork(after_in_child=_forget_the_session_after_fork)
+
+
 def _child_setup(parent: int) -> Callable[[], None]:
     """Runs in the child between fork and exec: die with the parent (Linux). ``prctl`` is
     looked up here, in the parent: the child only calls it (no loader lock after fork)."""

@@ -4,6 +4,7 @@ the registry lock is held; and no session talks to another's servers (ports)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -277,3 +278,55 @@ def test_a_port_taken_by_another_process_is_never_mistaken_for_our_server() -> N
         with server:
             assert server.port != taken
             assert listened_by(server.pid or -1, server.port)
+
+
+FORKED_CHILDREN = """
+import os, sys, time
+from reference_system.serving.processes import ManagedProcess
+sleeper = ManagedProcess(
+    "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], ready=lambda: True
+).start()
+# A forked child that exits normally (its atexit runs) must not stop the session's server.
+child = os.fork()
+if child == 0:
+    sys.exit(0)
+os.waitpid(child, 0)
+alive_after_child_exit = sleeper.proc.poll() is None
+# A forked child that outlives the session must not keep the reaper waiting.
+lingering = os.fork()
+if lingering == 0:
+    sys.stdout.close()
+    time.sleep(30)
+    os._exit(0)
+print(alive_after_child_exit, sleeper.pid, sleeper.tmpdir, lingering, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_forked_child_neither_stops_the_sessions_servers_nor_holds_its_reaper() -> None:
+    """A child forked without exec (multiprocessing's fork start method) is not the session:
+    its exit leaves the session's servers alone, and when the session is killed its reaper
+    cleans up at once, though the child still lives."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    session = subprocess.Popen(
+        [sys.executable, "-c", FORKED_CHILDREN], env=env, stdout=subprocess.PIPE, text=True
+    )
+    lingering = 0
+    try:
+        assert session.stdout is not None
+        alive, _server, tmpdir, child = session.stdout.readline().split()
+        lingering = int(child)
+        assert alive == "True", "the forked child's exit stopped the session's server"
+        session.kill()
+        session.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(tmpdir).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(tmpdir).exists(), "the reaper waited on the forked child's pipe end"
+        assert Path(f"/proc/{lingering}").exists()  # the child still ran meanwhile
+    finally:
+        if session.poll() is None:
+            session.kill()
+        if lingering:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(lingering, signal.SIGKILL)
