@@ -147,12 +147,16 @@ def test_worst_case_search_finds_that_latency_grows_with_word_pieces(latency, in
         one_at_a_time(int8, review_texts), slo={"p50_ms": 1000, "max_time_s": 10}, name="reviews"
     )
     target_ms = 2.5 * reviews.percentile_ms(0.5)
+    # 200 examples: at 60 the search missed in 3 of 20 seeds (and in one ./dev slo run), never
+    # leaving 3 word pieces; at 200 it found and shrank a miss in 20 of 20, in 3.6 s median
+    # (docs/benchmarks.md, "Worst-case input search"). Stopping at the first shrunk miss, a
+    # larger budget costs nothing when the search succeeds early.
     with pytest.raises(LatencyMissed, match="smallest input that misses"):
         latency.worst_case(
             lambda text: int8.predict([text]),
             st.text(max_size=2000),
-            slo={"p50_ms": target_ms, "max_time_s": 10},
-            examples=60,
+            slo={"p50_ms": target_ms, "max_time_s": 20},
+            examples=200,
             keep=2,  # the shrunk input sits on the target; the slowest one is clearly over
             name="ort-int8-dynamic",
         )
