@@ -46,12 +46,19 @@ def labels_of(predictor: Any, batch_size: int = 1) -> Callable[[Sequence[str]], 
 @pytest.mark.xfail(
     strict=True,
     raises=LatencyMissed,
-    reason="PyTorch FP32 eager, batch 1, 2 threads: ~8-11 ms a review, so the tail sits over "
-    "10 ms (docs/reference_system.md); the playbook's fix is export + fusion + INT8",
+    reason="PyTorch FP32 eager, batch 1, 2 threads: p50 6.5-9.8 ms, p99 10.2-16 ms on this "
+    "host (docs/reference_system.md); the playbook's fix is export + fusion + INT8",
 )
-@pytest.mark.slo(p99_ms=10, max_time_s=60)
-def test_pytorch_fp32_baseline_misses_a_10ms_p99(latency, fp32, review_texts):
-    latency(one_at_a_time(fp32, review_texts), name="torch-fp32")
+# Up to 240 s: on the host's quietest minutes the p99 sits just over 10 ms (10.24 [9.92,
+# 10.62] after 60 s, 8,915 samples: INCONCLUSIVE), and only more samples decide it. A busy
+# host decides at the first look (a few seconds).
+@pytest.mark.slo(p99_ms=10, max_time_s=240)
+def test_pytorch_fp32_baseline_misses_a_10ms_p99(latency, fp32, review_texts, quiet_host):
+    # Decided on the host in its reference state (`quiet_host.decides_a_miss`): in a minute
+    # when the host ran 1.22x faster than that (INT8 probe 1.67 ms against 2.04) FP32 met
+    # 10 ms (p99 8.89 [8.31, 9.47]); docs/reference_system.md.
+    with quiet_host.decides_a_miss(latency):
+        latency(one_at_a_time(fp32, review_texts), name="torch-fp32")
 
 
 @pytest.mark.slo(p99_ms=10, max_time_s=60)

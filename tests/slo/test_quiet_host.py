@@ -126,3 +126,42 @@ def test_a_comparison_with_hung_calls_fails_however_busy_the_host() -> None:
     broken = comparison_with(Decision.FAIL, problems=("colocated: 2 call(s) did not return",))
     with pytest.raises(SloFailure, match="did not return"), host(BUSY_MS).decides(broken):
         raise SloFailure("FAIL: colocated: 2 call(s) did not return", pytrace=False)
+
+
+# `decides_a_miss`: the strict xfails that claim a miss, against a host running faster.
+
+
+def test_a_claimed_miss_that_passed_on_a_faster_host_is_skipped_with_the_figures() -> None:
+    latency = latency_with(Decision.PASS)
+    latency.results[0].verdict.passed = True
+    latency.results[0].verdict.summary = lambda: "PASS: all 1 target(s) met"
+    quiet_host = host(QUIET_MS)  # a probe far under the reference: a faster host
+    with pytest.raises(pytest.skip.Exception) as info, quiet_host.decides_a_miss(latency):
+        pass
+    assert "the host ran faster than its reference state" in str(info.value)
+    assert "PASS: all 1 target(s) met" in str(info.value)
+    assert len(quiet_host.probes) == 2
+
+
+def test_a_claimed_miss_that_passed_on_the_reference_host_stands() -> None:
+    latency = latency_with(Decision.PASS)
+    latency.results[0].verdict.passed = True
+    latency.results[0].verdict.summary = lambda: "PASS"
+    with host(QUIET_PROBE_MS).decides_a_miss(latency):
+        pass  # no skip: the strict xfail then fails, as it should
+
+
+def test_the_expected_miss_is_never_touched_however_fast_the_host() -> None:
+    with (
+        pytest.raises(LatencyMissed),
+        host(QUIET_MS).decides_a_miss(latency_with(Decision.FAIL)),
+    ):
+        raise LatencyMissed("FAIL: p99 is over 10 ms", pytrace=False)
+
+
+def test_an_undecided_claimed_miss_on_a_faster_host_is_skipped() -> None:
+    with (
+        pytest.raises(pytest.skip.Exception),
+        host(QUIET_MS).decides_a_miss(latency_with(Decision.INCONCLUSIVE)),
+    ):
+        raise SloFailure("INCONCLUSIVE: p99 straddles", pytrace=False)
