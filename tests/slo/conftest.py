@@ -50,7 +50,7 @@ def undecided_on_a_sound_measurement(result: Any) -> bool:
     test (a measurement or a same-run comparison) has no problems (hung calls, errors beyond
     the budget, a load generator that fell behind) and no error-rate target it missed."""
     if isinstance(result, Comparison):
-        # A comparison's problems are its hung calls and errors beyond the budget.
+        # A comparison's problems: hung calls, errors beyond the budget, a generator behind.
         return not result.problems and result.decision in (Decision.FAIL, Decision.INCONCLUSIVE)
     verdict = getattr(result, "verdict", None)
     return (
