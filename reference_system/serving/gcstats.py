@@ -22,11 +22,21 @@ __all__ = ["GcPauses", "freeze_startup_heap"]
 
 
 class GcPauses:
-    """Times every collection of this process while installed."""
+    """Times every collection of this process while installed.
+
+    The callback never waits for a lock. A collection runs in whichever thread allocated past
+    the threshold, and that can be a thread holding this object's lock: `snapshot` builds its
+    dicts under the lock, and an allocation there may start a collection whose callback, in the
+    same thread, would wait on that lock for ever (a ``/metrics`` request hung this way, and
+    with it every later collection of the process). So a callback that cannot take the lock at
+    once leaves its pause in `_pending` (``deque.append`` is atomic), and whoever next holds
+    the lock folds it in.
+    """
 
     def __init__(self, recent: int = 64) -> None:
         self._lock = threading.Lock()
         self._started: int | None = None
+        self._pending: deque[tuple[float, int, int]] = deque()
         self.count = [0, 0, 0]
         self.total_ns = [0, 0, 0]
         self.max_ns = [0, 0, 0]
@@ -40,12 +50,24 @@ class GcPauses:
         if self._started is None:
             return
         took, self._started = now - self._started, None
-        gen = int(info.get("generation", 2))
-        with self._lock:
+        self._pending.append((time.time(), int(info.get("generation", 2)), took))
+        if self._lock.acquire(blocking=False):
+            try:
+                self._fold()
+            finally:
+                self._lock.release()
+
+    def _fold(self) -> None:
+        """Move the pending pauses into the totals; the caller holds `_lock`."""
+        while True:
+            try:
+                unix_s, gen, took = self._pending.popleft()
+            except IndexError:
+                return
             self.count[gen] += 1
             self.total_ns[gen] += took
             self.max_ns[gen] = max(self.max_ns[gen], took)
-            self.recent.append((time.time(), gen, took / 1e6))
+            self.recent.append((unix_s, gen, took / 1e6))
 
     def install(self) -> GcPauses:
         if self._callback not in gc.callbacks:
@@ -58,16 +80,18 @@ class GcPauses:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "collections": list(self.count),
-                "total_ms": [round(t / 1e6, 3) for t in self.total_ns],
-                "max_ms": [round(t / 1e6, 3) for t in self.max_ns],
-                "recent": [
-                    {"unix_s": round(t, 4), "generation": g, "ms": round(ms, 3)}
-                    for t, g, ms in self.recent
-                ],
-                "frozen": gc.get_freeze_count(),
-            }
+            self._fold()
+            count, total, longest = list(self.count), list(self.total_ns), list(self.max_ns)
+            recent = list(self.recent)
+        return {
+            "collections": count,
+            "total_ms": [round(t / 1e6, 3) for t in total],
+            "max_ms": [round(t / 1e6, 3) for t in longest],
+            "recent": [
+                {"unix_s": round(t, 4), "generation": g, "ms": round(ms, 3)} for t, g, ms in recent
+            ],
+            "frozen": gc.get_freeze_count(),
+        }
 
 
 def freeze_startup_heap() -> int:

@@ -141,3 +141,31 @@ def test_gc_pauses_are_timed_per_generation() -> None:
     assert snap["recent"][-1]["generation"] in (0, 2)
     gc.collect()
     assert pauses.snapshot()["collections"] == snap["collections"]  # uninstalled: not counted
+
+
+def test_a_collection_inside_a_snapshot_neither_deadlocks_nor_loses_its_pause() -> None:
+    # gen0 threshold 1: nearly every allocation in `snapshot` starts a collection, in the
+    # thread that holds the lock (a /metrics request once hung this way, for ever).
+    import threading
+
+    pauses = GcPauses().install()
+    for _ in range(70):
+        gc.collect(0)  # fill `recent`: snapshot then builds 64 dicts
+    done, counted = threading.Event(), []
+
+    def read() -> None:
+        for _ in range(500):
+            counted.append(sum(pauses.snapshot()["collections"]))
+        done.set()
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        threading.Thread(target=read, daemon=True).start()
+        finished = done.wait(20)
+    finally:
+        gc.set_threshold(*threshold)
+        pauses.uninstall()
+    assert finished, f"snapshot deadlocked after {len(counted)} of 500 reads"
+    assert counted == sorted(counted), counted[::50]  # no pause lost or counted twice
+    assert counted[-1] > counted[0] >= 70, counted[::50]  # and the new ones were counted
