@@ -165,3 +165,43 @@ def test_an_undecided_claimed_miss_on_a_faster_host_is_skipped() -> None:
         host(QUIET_MS).decides_a_miss(latency_with(Decision.INCONCLUSIVE)),
     ):
         raise SloFailure("INCONCLUSIVE: p99 straddles", pytrace=False)
+
+
+# `decides(..., faster_too=True)`: the same-run 5x against the queue-bound baseline.
+
+
+def test_an_undecided_ratio_on_a_faster_host_is_skipped_with_the_figures() -> None:
+    quiet_host = host(QUIET_MS)  # a probe far under the reference: a faster host
+    with (
+        pytest.raises(pytest.skip.Exception) as info,
+        quiet_host.decides(comparison_with(Decision.INCONCLUSIVE), faster_too=True),
+    ):
+        raise SloFailure("INCONCLUSIVE: cannot tell whether colocated is 5x faster", pytrace=False)
+    assert "the host ran faster than its reference state" in str(info.value)
+    assert "5x faster" in str(info.value)
+    assert len(quiet_host.probes) == 2
+
+
+def test_an_undecided_ratio_on_a_faster_host_stands_without_faster_too() -> None:
+    with (
+        pytest.raises(SloFailure, match="the host was quiet"),
+        host(QUIET_MS).decides(comparison_with(Decision.INCONCLUSIVE)),
+    ):
+        raise SloFailure("INCONCLUSIVE: cannot tell whether colocated is 5x faster", pytrace=False)
+
+
+def test_a_failed_ratio_on_the_reference_host_stands_with_faster_too() -> None:
+    with (
+        pytest.raises(LatencyMissed, match="the host was quiet"),
+        host(QUIET_PROBE_MS * 0.97).decides(comparison_with(Decision.FAIL), faster_too=True),
+    ):
+        raise LatencyMissed("FAIL: colocated is less than 5x faster", pytrace=False)
+
+
+def test_a_broken_ratio_fails_on_a_faster_host_too() -> None:
+    broken = comparison_with(Decision.FAIL, problems=("baseline: the load generator fell behind",))
+    with (
+        pytest.raises(SloFailure, match="fell behind"),
+        host(QUIET_MS).decides(broken, faster_too=True),
+    ):
+        raise SloFailure("FAIL: baseline: the load generator fell behind", pytrace=False)

@@ -220,12 +220,13 @@ def test_cache_misses_have_their_own_latency_distribution(
 # the co-located front's keep-warm loop runs for 1 s after its last request, and would
 # otherwise take CPU from the start of the baseline's block (a bias in the co-located's
 # favour); and 5 untimed requests open each block (`BLOCK_WARMUP`). Decided on the host in
-# its quiet state, as the absolute claims are (`quiet_host`: a busy host moves this ratio).
+# its reference state (`quiet_host`): a busy host adds stalls to the co-located front's tail,
+# a faster one shortens the baseline's queue; either moves this ratio.
 @pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=300)
 def test_colocated_p99_is_5x_lower_than_the_baseline_in_the_same_run(
     latency, baseline_url, colocated_url, client_for, quiet_host
 ):
-    with quiet_host.decides(latency):
+    with quiet_host.decides(latency, faster_too=True):
         comparison = latency.speedup(
             client_for(colocated_url),
             client_for(baseline_url),
