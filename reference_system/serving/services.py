@@ -60,6 +60,15 @@ class SentimentService(ManagedProcess):
             pass_fds=(self._socket.fileno(),),
         )
 
+    def start(self) -> SentimentService:
+        try:
+            return super().start()
+        finally:
+            # The child has its own copy from here on. Ours would keep the port accepting
+            # connections after the child died -- accepted by the kernel, answered by no one,
+            # so a client waited out its whole timeout instead of being refused at once.
+            self._socket.close()
+
     def cleanup(self) -> None:
         super().cleanup()
-        self._socket.close()  # the child holds its own copy while it runs
+        self._socket.close()  # a no-op once start() ran

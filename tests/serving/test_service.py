@@ -76,6 +76,26 @@ def test_stopping_the_service_leaves_no_process_or_temp_dir(artifacts: object) -
     assert not os.path.exists(service.log_path)
 
 
+def test_a_dead_front_refuses_connections_at_once(artifacts: object) -> None:
+    # The listening socket is bound in this process and handed to the child; if this process
+    # kept its copy, a dead front's port would still accept connections and never answer.
+    import signal
+    import time
+
+    service = SentimentService("baseline").start()
+    try:
+        assert service.pid is not None
+        os.killpg(service.pid, signal.SIGKILL)
+        assert service.proc is not None
+        service.proc.wait(timeout=10)
+        began = time.monotonic()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{service.url}/healthz", timeout=5.0)
+        assert time.monotonic() - began < 1.0
+    finally:
+        service.stop()
+
+
 def test_the_triton_front_answers_a_miss_before_it_writes_the_cache() -> None:
     """A seam test with fakes for Triton and Redis: `predict` returns the answer while the
     cache write has not run yet (a SET that never finishes would otherwise hold the client),
