@@ -9,6 +9,7 @@ slow server cannot quietly slow the load down.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -141,7 +142,11 @@ def warm_cache(colocated_url: str, review_texts: list[str]) -> list[str]:
 
 
 # Expected to pass where Triton has a GPU: run it there against NVIDIA's Triton image serving
-# `write_gpu_model_repository`'s TensorRT or CUDA repository (--triton-url HOST:PORT).
+# `write_gpu_model_repository`'s TensorRT or CUDA repository (--triton-url HOST:PORT). On CPU
+# the claimed miss is decided on the host in its reference state (`quiet_host.decides_a_miss`,
+# as the PyTorch baseline's is): on hosts about 1.2x faster than that the Triton path read
+# 12.73 [11.49, 17.34] and, in a CI run (INT8 p50 1.73 ms), INCONCLUSIVE 10.54 [9.68, 11.96]
+# after 60 s. Up to 180 s, so that a p99 near the target is decided rather than undecided.
 @pytest.mark.xfail(
     condition=CPU_ONLY,
     strict=True,
@@ -150,9 +155,18 @@ def warm_cache(colocated_url: str, review_texts: list[str]) -> list[str]:
     "5.7-6.2 ms p50 against 3.0 ms in-process), so the mixed p99 is 14-19 ms; docs/serving.md, "
     "Where the Triton path's time goes",
 )
-@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, max_time_s=60)
-def test_triton_service_p99_at_the_same_load(latency, service_url, client_for):
-    latency(client_for(service_url), name="optimised (Triton)")
+@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, max_time_s=180)
+def test_triton_service_p99_at_the_same_load(latency, service_url, client_for, request):
+    decided = (
+        request.getfixturevalue("quiet_host").decides_a_miss(latency)
+        if CPU_ONLY
+        else contextlib.nullcontext()  # on a GPU host this claim is meant to pass: no excuse
+    )
+    client = client_for(service_url)
+    with decided:
+        latency(client, name="optimised (Triton)")
+    # Reached on a PASS only: it must have been measured on the playbook's mix, not the cache.
+    assert client.cached <= 0.6 * client.answered, (client.cached, client.answered)
 
 
 # The playbook's claim on the CPU deployment, as a plain test. At least 1,000 samples (at 348
