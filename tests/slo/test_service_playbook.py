@@ -235,8 +235,11 @@ def test_cache_misses_have_their_own_latency_distribution(
 # otherwise take CPU from the start of the baseline's block (a bias in the co-located's
 # favour); and 5 untimed requests open each block (`BLOCK_WARMUP`). Decided on the host in
 # its reference state (`quiet_host`): a busy host adds stalls to the co-located front's tail,
-# a faster one shortens the baseline's queue; either moves this ratio.
-@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=1000, max_time_s=300)
+# a faster one shortens the baseline's queue; either moves this ratio. 2,000 samples a side
+# before the first look (about 260 s): at 1,000 three CI runs in a row read lower bounds of
+# 5.33, 5.07 and 5.07 around points of 6.0-7.6x -- the bounds' width, not the speed-up, was
+# what nearly failed; up to 540 s so that a second look can reach 4,000.
+@pytest.mark.slo(p99_ms=10, rate_rps=OFFERED_RPS, min_samples=2000, max_time_s=540)
 def test_colocated_p99_is_5x_lower_than_the_baseline_in_the_same_run(
     latency, baseline_url, colocated_url, client_for, quiet_host
 ):
